@@ -1,0 +1,8 @@
+//! tinytail-hal: what the agent needs from a device.
+//!
+//! Traits first, then a Linux implementation and an in-memory `sim` beside it, so tests run the
+//! same code paths without hardware. Today this crate holds the board description that build.rs
+//! generates from `board-configs/*.toml`.
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod board;

@@ -1,0 +1,74 @@
+// Command tinytail-interop holds tinytail's Go-side reference checks: it serves tailnet-lock
+// vectors built with tailscale.com/tka and runs a control server (tailscale.com's own test
+// control server) for the features Headscale lacks (tailnet lock, set-dns for certificates).
+//
+// Subcommands:
+//
+//	control  run testcontrol on an address and print its URL
+//	version  print the pinned tailscale.com version this was built with
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"tailscale.com/tstest/integration/testcontrol"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	switch os.Args[1] {
+	case "version":
+		fmt.Println(moduleVersion("tailscale.com"))
+	case "control":
+		runControl(os.Args[2:])
+	default:
+		usage()
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: tinytail-interop control [-listen ADDR] | version")
+	os.Exit(2)
+}
+
+func moduleVersion(path string) string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	for _, d := range info.Deps {
+		if d.Path == path {
+			return d.Version
+		}
+	}
+	return "unknown"
+}
+
+// runControl serves testcontrol with its embedded DERP-less defaults until SIGINT/SIGTERM.
+func runControl(args []string) {
+	fs := flag.NewFlagSet("control", flag.ExitOnError)
+	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	fs.Parse(args)
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "control:", err)
+		os.Exit(1)
+	}
+	ctl := &testcontrol.Server{}
+	fmt.Printf("control listening on http://%s\n", ln.Addr())
+	go http.Serve(ln, ctl)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+}
