@@ -1,0 +1,254 @@
+# shellcheck shell=bash
+# The netns rig: a small internet in network namespaces, for end-to-end tests and the demo.
+# Source it, then call rig_up; teardown runs on EXIT (also on failure) and is idempotent.
+#
+#   WAN bridge (ns $RIG-wan, br0), 198.18.0.0/24 and 203.0.113.0/24:
+#     control  $RIG-ctl  198.18.0.10   control.tinytail.test: Headscale (HTTPS, private CA) + embedded DERP/STUN
+#     client   $RIG-cli  198.18.0.20   a tailscaled peer
+#     router   $RIG-rtr  198.18.0.2    tinytail's router; LAN 192.0.2.1/24 on lan0
+#     internet $RIG-net  203.0.113.10  a host only the router can reach (exit-node tests; router has 203.0.113.1)
+#   LAN (veth router<->lan):
+#     lan      $RIG-lan  192.0.2.10    a LAN host behind the router (default route via 192.0.2.1)
+#
+# Names are unique per run (RIG=tt<4 hex>), so two runs never collide. Addresses come from
+# documentation ranges (../shared/harness.md): nothing here can look like a real network.
+#
+# Functions:
+#   rig_up                         build the topology
+#   rig_exec NS CMD...             run CMD in namespace NS (ctl|cli|rtr|lan|net|wan)
+#   rig_bg NS NAME CMD...          start CMD in NS in the background (pid in RIG_LAST_PID; log in
+#                                  $RIG_DIR/NAME.log); never call it in $(...): the pid would be lost
+#   rig_headscale_start            start Headscale; exports HS_URL, RIG_CA, HS_USER_ID
+#   rig_hs ARGS...                 headscale CLI against the rig's server
+#   rig_hs_node_online NAME        true when Headscale shows node NAME online
+#   rig_authkey [FLAGS...]         print a new pre-auth key (reusable, 1h) of the rig's user
+#   rig_tailscaled_start NS NAME   start a tailscaled in NS (state in $RIG_DIR/NAME)
+#   rig_ts NAME ARGS...            tailscale CLI for that tailscaled
+#   rig_wait_for SECONDS DESC CMD...  retry CMD until it succeeds or time runs out
+#   rig_down                       kill everything started, delete namespaces and files
+#   rig_assert_clean PREFIX        fail if a namespace, /etc/netns dir or process of PREFIX is left
+
+RIG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+RIG_PIDS=()
+RIG_NAMESPACES=()
+RIG_CONTROL_HOST=control.tinytail.test
+
+rig_log() { printf '[rig %s] %s\n' "$(date +%T)" "$*" >&2; }
+rig_fail() { rig_log "FAIL: $*"; exit 1; }
+
+rig_ns() { printf '%s-%s' "$RIG" "$1"; }
+
+rig_exec() {
+  local ns="$1"; shift
+  ip netns exec "$(rig_ns "$ns")" "$@"
+}
+
+# rig_bg NS NAME CMD...: `ip netns exec` execs, so $! is the program itself and killing it works.
+rig_bg() {
+  local ns="$1" name="$2"; shift 2
+  ip netns exec "$(rig_ns "$ns")" "$@" >"$RIG_DIR/$name.log" 2>&1 &
+  RIG_LAST_PID=$!
+  RIG_PIDS+=("$RIG_LAST_PID")
+}
+
+rig_wait_for() {
+  local seconds="$1" desc="$2"; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { rig_log "timed out after ${seconds}s waiting for: $desc"; return 1; }
+    sleep 0.2
+  done
+}
+
+rig_peers() {
+  [[ -n "${RIG_PEERS:-}" ]] || RIG_PEERS="$("$RIG_ROOT/tests/interop/build-peers" | tail -n 1)"
+  echo "$RIG_PEERS"
+}
+
+rig_add_ns() {
+  local ns
+  ns="$(rig_ns "$1")"
+  ip netns add "$ns"
+  RIG_NAMESPACES+=("$ns")
+  ip -n "$ns" link set lo up
+  # Lookups fail at once instead of timing out, and the control host has a name (harness.md).
+  mkdir -p "/etc/netns/$ns"
+  echo "nameserver 127.0.0.1" >"/etc/netns/$ns/resolv.conf"
+  printf '127.0.0.1 localhost\n::1 localhost\n198.18.0.10 %s\n' "$RIG_CONTROL_HOST" >"/etc/netns/$ns/hosts"
+}
+
+# rig_attach NS IF PORT ADDR/LEN: a veth from NS into the WAN bridge.
+rig_attach() {
+  local ns="$1" ifname="$2" port="$3" addr="$4"
+  ip link add "$ifname" netns "$(rig_ns "$ns")" type veth peer name "$port" netns "$(rig_ns wan)"
+  ip -n "$(rig_ns wan)" link set "$port" master br0 up
+  ip -n "$(rig_ns "$ns")" addr add "$addr" dev "$ifname"
+  ip -n "$(rig_ns "$ns")" link set "$ifname" up
+}
+
+rig_up() {
+  RIG="${RIG:-tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')}"
+  RIG_DIR="$(mktemp -d "/tmp/$RIG.XXXX")"
+  chmod 700 "$RIG_DIR"
+  export RIG RIG_DIR
+  trap rig_down EXIT
+  trap 'exit 130' INT TERM
+  rig_log "up: $RIG (files in $RIG_DIR)"
+  RIG_PEERS="$(rig_peers)"
+  export RIG_PEERS
+
+  local ns
+  for ns in wan ctl cli rtr lan net; do rig_add_ns "$ns"; done
+  ip -n "$(rig_ns wan)" link add br0 type bridge
+  ip -n "$(rig_ns wan)" link set br0 up
+  rig_attach ctl eth0 p-ctl 198.18.0.10/24
+  rig_attach cli eth0 p-cli 198.18.0.20/24
+  rig_attach rtr wan0 p-rtr 198.18.0.2/24
+  rig_attach net eth0 p-net 203.0.113.10/24
+  ip -n "$(rig_ns rtr)" addr add 203.0.113.1/24 dev wan0
+  ip -n "$(rig_ns net)" route add default via 203.0.113.1
+
+  ip link add lan0 netns "$(rig_ns rtr)" type veth peer name eth0 netns "$(rig_ns lan)"
+  ip -n "$(rig_ns rtr)" addr add 192.0.2.1/24 dev lan0
+  ip -n "$(rig_ns rtr)" link set lan0 up
+  ip -n "$(rig_ns lan)" addr add 192.0.2.10/24 dev eth0
+  ip -n "$(rig_ns lan)" link set eth0 up
+  ip -n "$(rig_ns lan)" route add default via 192.0.2.1
+  rig_exec rtr sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+}
+
+rig_make_ca() {
+  local d="$RIG_DIR/pki"
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -keyout "$d/ca.key" -out "$d/ca.crt" -subj "/CN=tinytail rig CA" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$d/control.key" -out "$d/control.csr" -subj "/CN=$RIG_CONTROL_HOST" 2>/dev/null
+  printf 'subjectAltName=DNS:%s,IP:198.18.0.10\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+    "$RIG_CONTROL_HOST" >"$d/ext.cnf"
+  openssl x509 -req -in "$d/control.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 2 -extfile "$d/ext.cnf" -out "$d/control.crt" 2>/dev/null
+  chmod 600 "$d"/*.key
+  export RIG_CA="$d/ca.crt"
+}
+
+rig_headscale_start() {
+  local peers hs="$RIG_DIR/headscale"
+  peers="$(rig_peers)"
+  rig_make_ca
+  mkdir -p "$hs"
+  cat >"$hs/config.yaml" <<EOF
+server_url: https://$RIG_CONTROL_HOST
+listen_addr: 198.18.0.10:443
+metrics_listen_addr: 127.0.0.1:0
+grpc_listen_addr: 127.0.0.1:0
+grpc_allow_insecure: false
+tls_cert_path: $RIG_DIR/pki/control.crt
+tls_key_path: $RIG_DIR/pki/control.key
+noise:
+  private_key_path: $hs/noise_private.key
+prefixes:
+  v4: 100.64.0.0/10
+  v6: fd7a:115c:a1e0::/48
+  allocation: sequential
+derp:
+  server:
+    enabled: true
+    region_id: 999
+    region_code: rig
+    region_name: tinytail rig DERP
+    verify_clients: true
+    stun_listen_addr: 198.18.0.10:3478
+    private_key_path: $hs/derp_server_private.key
+    automatically_add_embedded_derp_region: true
+    ipv4: 198.18.0.10
+  urls: []
+  paths: []
+  auto_update_enabled: false
+database:
+  type: sqlite
+  sqlite:
+    path: $hs/db.sqlite
+dns:
+  magic_dns: false
+  base_domain: tailnet.test
+  override_local_dns: false
+unix_socket: $hs/headscale.sock
+unix_socket_permission: "0770"
+log:
+  level: info
+policy:
+  mode: file
+  path: "${RIG_HS_POLICY:-}"
+EOF
+  rig_bg ctl headscale env SSL_CERT_FILE="$RIG_CA" "$peers/headscale" -c "$hs/config.yaml" serve
+  export HS_URL="https://$RIG_CONTROL_HOST"
+  rig_wait_for 60 "headscale health" rig_exec cli curl -sf --cacert "$RIG_CA" "$HS_URL/health" ||
+    { tail -n 20 "$RIG_DIR/headscale.log" >&2; rig_fail "headscale did not start"; }
+  rig_hs users create rig >/dev/null
+  HS_USER_ID="$(rig_hs users list -o json | jq -r '.[] | select(.name=="rig") | .id')"
+  export HS_USER_ID
+  rig_log "headscale up at $HS_URL (user rig = $HS_USER_ID)"
+}
+
+rig_hs() {
+  "$(rig_peers)/headscale" -c "$RIG_DIR/headscale/config.yaml" --force "$@"
+}
+
+# rig_hs_node_online NAME: true when Headscale lists a node of that name as online.
+rig_hs_node_online() {
+  rig_hs nodes list -o json | jq -e --arg n "$1" '.[] | select(.given_name == $n and .online == true)' >/dev/null
+}
+
+rig_authkey() {
+  rig_hs preauthkeys create --user "$HS_USER_ID" --reusable --expiration 1h -o json "$@" | jq -r '.key'
+}
+
+rig_tailscaled_start() {
+  local ns="$1" name="$2" d="$RIG_DIR/$2"
+  mkdir -p "$d"
+  # TUN names are per namespace, but keep them unique anyway for readable logs.
+  rig_bg "$ns" "$name" env SSL_CERT_FILE="$RIG_CA" "$(rig_peers)/tailscaled" \
+    --state="$d/tailscaled.state" --statedir="$d" --socket="$d/tailscaled.sock" \
+    --tun="ts-$name" --port=41641 --no-logs-no-support
+  rig_wait_for 30 "$name's socket" test -S "$d/tailscaled.sock" || rig_fail "tailscaled $name did not start"
+}
+
+rig_ts() {
+  local name="$1"; shift
+  "$(rig_peers)/tailscale" --socket="$RIG_DIR/$name/tailscaled.sock" "$@"
+}
+
+rig_down() {
+  local rc=$?
+  trap - EXIT
+  [[ -n "${RIG:-}" ]] || return "$rc"
+  rig_log "down: $RIG"
+  local pid
+  for pid in "${RIG_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${RIG_PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  RIG_PIDS=()
+  local ns
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$RIG-" || true); do
+    # Anything still running in the namespace (a child the test forgot) goes too.
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "/etc/netns/$ns"
+  done
+  [[ "${RIG_KEEP_DIR:-0}" == 1 ]] || rm -rf "$RIG_DIR"
+  return "$rc"
+}
+
+rig_assert_clean() {
+  local prefix="$1" left=""
+  left+="$(ip netns list | grep "^$prefix-" || true)"
+  left+="$(ls -d /etc/netns/"$prefix"-* 2>/dev/null || true)"
+  left+="$(pgrep -af "/tmp/$prefix\." || true)"
+  # Our links are made inside the namespaces; none may ever appear in the host's.
+  left+="$(ip -o link show | grep -E ': (p-(ctl|cli|rtr|net)|ts-[a-z0-9]+)[@:]' || true)"
+  [[ -z "$left" ]] || { echo "left behind by $prefix:"; echo "$left"; return 1; }
+}
