@@ -14,4 +14,5 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod control;
 pub mod key;
