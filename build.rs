@@ -1,5 +1,5 @@
 //! Turns board-configs/$TINYTAIL_BOARD.toml (default `generic-linux`) into `const BOARD` and
-//! stamps the version. A missing, misspelled or ill-typed field fails the build with a message
+//! stamps the version. TINYTAIL_BOARD may also be a path to a .toml file (a board of your own). A missing, misspelled or ill-typed field fails the build with a message
 //! naming the file, the field and what is expected; so does a board built for the wrong target.
 
 use std::{env, fs, path::PathBuf, process::exit};
@@ -72,8 +72,14 @@ fn main() {
     println!("cargo:rerun-if-env-changed=TINYTAIL_BOARD");
     let name = env::var("TINYTAIL_BOARD").unwrap_or_else(|_| DEFAULT_BOARD.to_string());
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let rel = format!("board-configs/{name}.toml");
-    let path = manifest_dir.join(&rel);
+    let (rel, path) = if name.ends_with(".toml") {
+        (name.clone(), PathBuf::from(&name))
+    } else {
+        let rel = format!("board-configs/{name}.toml");
+        let path = manifest_dir.join(&rel);
+        (rel, path)
+    };
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
     println!("cargo:rerun-if-changed={}", path.display());
     println!("cargo:rerun-if-changed=board-configs");
 
@@ -82,7 +88,7 @@ fn main() {
     });
     let board: BoardFile = toml::from_str(&text).unwrap_or_else(|e| fail(&rel, &e.to_string()));
     let target = env::var("TARGET").expect("cargo sets TARGET");
-    check(&rel, &board, &name, &target);
+    check(&rel, &board, &stem, &target);
 
     let storage = match board.storage.backend {
         Backend::File => format!("Storage::File({:?})", board.storage.location),
@@ -170,8 +176,7 @@ fn boards(manifest_dir: &std::path::Path) -> String {
 }
 
 fn fail(rel: &str, msg: &str) -> ! {
+    // cargo prints a failed build script's stderr.
     eprintln!("error: board config {rel}: {msg}");
-    // cargo shows a build script's stderr only with -vv; an error line on stdout it always shows.
-    println!("cargo:warning=board config {rel}: {msg}");
     exit(1);
 }
