@@ -128,7 +128,13 @@ fn main() {
 /// Checks what serde's types cannot express.
 fn check(rel: &str, b: &BoardFile, file_stem: &str, target: &str) {
     if b.board.name != file_stem {
-        fail(rel, &format!("field `board.name`: expected \"{file_stem}\" (the file's name), found \"{}\"", b.board.name));
+        fail(
+            rel,
+            &format!(
+                "field `board.name`: expected \"{file_stem}\" (the file's name), found \"{}\"",
+                b.board.name
+            ),
+        );
     }
     if b.board.target != target {
         fail(
@@ -151,7 +157,11 @@ fn check(rel: &str, b: &BoardFile, file_stem: &str, target: &str) {
         }
     }
     // Linux interface names: at most 15 bytes (IFNAMSIZ - 1), no '/', no whitespace.
-    for (field, value) in [("net.lan_interface", &b.net.lan_interface), ("net.wan_interface", &b.net.wan_interface), ("net.tun_name", &b.net.tun_name)] {
+    for (field, value) in [
+        ("net.lan_interface", &b.net.lan_interface),
+        ("net.wan_interface", &b.net.wan_interface),
+        ("net.tun_name", &b.net.tun_name),
+    ] {
         if value.len() > 15 || value.contains(['/', ' ', '\t']) {
             fail(rel, &format!("field `{field}`: expected a Linux interface name (1-15 bytes, no '/' or spaces), found \"{value}\""));
         }
@@ -160,16 +170,30 @@ fn check(rel: &str, b: &BoardFile, file_stem: &str, target: &str) {
         fail(rel, "field `storage.location`: expected an absolute path for backend \"file\"");
     }
     if b.web.listen != "off" && b.web.listen.parse::<std::net::SocketAddr>().is_err() {
-        fail(rel, &format!("field `web.listen`: expected ADDR:PORT (e.g. \"192.168.1.1:8088\") or \"off\", found \"{}\"", b.web.listen));
+        fail(
+            rel,
+            &format!(
+                "field `web.listen`: expected ADDR:PORT (e.g. \"192.168.1.1:8088\") or \"off\", found \"{}\"",
+                b.web.listen
+            ),
+        );
     }
     if !(1..=MAX_PACKET_BUFFERS).contains(&b.datapath.packet_buffers) {
-        fail(rel, &format!("field `datapath.packet_buffers`: expected 1..={MAX_PACKET_BUFFERS}, found {}", b.datapath.packet_buffers));
+        fail(
+            rel,
+            &format!(
+                "field `datapath.packet_buffers`: expected 1..={MAX_PACKET_BUFFERS}, found {}",
+                b.datapath.packet_buffers
+            ),
+        );
     }
 }
 
 fn boards(manifest_dir: &std::path::Path) -> String {
     let mut names: Vec<String> = fs::read_dir(manifest_dir.join("board-configs"))
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".toml").map(String::from)).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".toml").map(String::from)).collect()
+        })
         .unwrap_or_default();
     names.sort();
     names.join(", ")

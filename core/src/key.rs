@@ -27,7 +27,9 @@ pub enum KeyTextError {
 impl fmt::Display for KeyTextError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            KeyTextError::WrongPrefix { expected } => write!(f, "expected a key starting with \"{expected}\""),
+            KeyTextError::WrongPrefix { expected } => {
+                write!(f, "expected a key starting with \"{expected}\"")
+            }
             KeyTextError::WrongLength { expected, found } => {
                 write!(f, "expected {expected} hex digits after the prefix, found {found}")
             }
