@@ -1,0 +1,153 @@
+//! Which peers tailnet lock lets through (`tkaFilterNetmapLocked` and `rotationTracker` in
+//! `ts:ipn/ipnlocal/tailnet-lock.go`): the one decision the datapath asks of this module.
+
+use heapless::Vec;
+
+use super::sig::{node_key_authorized, RotationDetails, SigKind};
+use super::State;
+use crate::key::NodePublic;
+
+/// Peers one filter call can judge; a netmap with more is refused as a whole.
+pub const MAX_PEERS: usize = 1024;
+
+/// A peer as the netmap gives it.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer<'a> {
+    pub node_key: NodePublic,
+    /// `Node.KeySignature`, the serialized node-key signature (may be empty).
+    pub key_signature: &'a [u8],
+    /// `UnsignedPeerAPIOnly`: exempt from tailnet lock, reachable only on PeerAPI.
+    pub unsigned_peer_api_only: bool,
+}
+
+/// The verdict on one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PeerVerdict {
+    Authorized,
+    /// Exempt from tailnet lock (PeerAPI only).
+    Exempt,
+    /// No signature at all.
+    Unsigned,
+    /// The signature does not authorize its node key under the current state.
+    BadSignature,
+    /// Validly signed, but a later rotation (or an equally long competing rotation from the
+    /// same root signature) made this key obsolete.
+    ObsoleteByRotation,
+}
+
+impl PeerVerdict {
+    /// True if the datapath may talk to the peer.
+    pub fn allowed(self) -> bool {
+        matches!(self, PeerVerdict::Authorized | PeerVerdict::Exempt)
+    }
+}
+
+/// The outcome for a whole netmap.
+#[derive(Debug)]
+pub struct FilterResult {
+    /// One verdict per peer, in the netmap's order.
+    pub verdicts: Vec<PeerVerdict, MAX_PEERS>,
+    /// Our own signature does not verify: other locked nodes will drop us.
+    pub self_locked_out: bool,
+}
+
+/// Too many peers for [`MAX_PEERS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyPeers;
+
+/// Judges every peer and ourselves against `state`.
+pub fn filter_peers(
+    state: &State,
+    self_key: &NodePublic,
+    self_signature: &[u8],
+    peers: &[Peer<'_>],
+) -> Result<FilterResult, TooManyPeers> {
+    if peers.len() > MAX_PEERS {
+        return Err(TooManyPeers);
+    }
+    let mut verdicts: Vec<PeerVerdict, MAX_PEERS> = Vec::new();
+    // Rotation details of each peer that has them (only kept for Direct-rooted chains, plus the
+    // previous keys of every chain), indexed like `peers`.
+    let mut rotations: Vec<Option<RotationDetails>, MAX_PEERS> = Vec::new();
+    for peer in peers {
+        let (verdict, details) = if peer.unsigned_peer_api_only {
+            (PeerVerdict::Exempt, None)
+        } else if peer.key_signature.is_empty() {
+            (PeerVerdict::Unsigned, None)
+        } else {
+            match node_key_authorized(state, &peer.node_key, peer.key_signature) {
+                Ok(details) => (PeerVerdict::Authorized, details),
+                Err(_) => (PeerVerdict::BadSignature, None),
+            }
+        };
+        // Capacity equals MAX_PEERS, checked above.
+        let _ = verdicts.push(verdict);
+        let _ = rotations.push(details);
+    }
+    mark_obsolete(peers, &rotations, &mut verdicts);
+    let self_locked_out = node_key_authorized(state, self_key, self_signature).is_err();
+    Ok(FilterResult { verdicts, self_locked_out })
+}
+
+/// The rotation tracker's rules:
+/// 1. every key a rotation chain names as previous is obsolete;
+/// 2. among the remaining peers whose chains start at the same Direct signature's wrapping
+///    key, the one with the most previous keys wins and the rest are obsolete; if the top two
+///    tie, all of them are obsolete. Credential-rooted chains are exempt from rule 2 (one
+///    reusable wrapped auth key may legitimately start many chains).
+///
+/// The reference walks its groups in Go map order and lets rule 2's marks of one group affect
+/// the next; we walk groups in netmap order. The outcomes differ only when one group's losers
+/// are members of another group, which takes two roots sharing node keys.
+fn mark_obsolete(
+    peers: &[Peer<'_>],
+    rotations: &[Option<RotationDetails>],
+    verdicts: &mut [PeerVerdict],
+) {
+    let is_prev_key = |key: &NodePublic| rotations.iter().flatten().any(|d| d.prev_node_keys.contains(key));
+    let mut obsolete = [false; MAX_PEERS];
+    // Rule 1 applies to any peer, signed by rotation or not.
+    for (i, peer) in peers.iter().enumerate() {
+        if is_prev_key(&peer.node_key) {
+            obsolete[i] = true;
+        }
+    }
+    let root_of = |i: usize| {
+        rotations[i].as_ref().filter(|d| d.initial_kind == SigKind::Direct).map(|d| d.initial_wrapping_pubkey)
+    };
+    for leader in 0..peers.len() {
+        let Some(root) = root_of(leader) else { continue };
+        // Handle each group once, at its first member.
+        if (0..leader).any(|j| root_of(j) == Some(root)) {
+            continue;
+        }
+        let members = || (leader..peers.len()).filter(move |&j| root_of(j) == Some(root));
+        let live = |j: &usize| !is_prev_key(&peers[*j].node_key);
+        let depth = |j: usize| rotations[j].as_ref().map_or(0, |d| d.prev_node_keys.len());
+        let mut best: Option<(usize, usize)> = None; // (depth, index of first member with it)
+        let mut tie = false;
+        for j in members().filter(live) {
+            match best {
+                Some((d, _)) if depth(j) == d => tie = true,
+                Some((d, _)) if depth(j) < d => {}
+                _ => {
+                    best = Some((depth(j), j));
+                    tie = false;
+                }
+            }
+        }
+        let Some((_, winner)) = best else { continue };
+        for j in members().filter(live) {
+            if tie || j != winner {
+                obsolete[j] = true;
+            }
+        }
+    }
+    for (v, o) in verdicts.iter_mut().zip(obsolete.iter()) {
+        // The reference drops obsolete keys whatever else it decided, exempt peers included.
+        if *o && v.allowed() {
+            *v = PeerVerdict::ObsoleteByRotation;
+        }
+    }
+}
