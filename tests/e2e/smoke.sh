@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the rig: Headscale starts in its namespace, a real tailscaled registers with a
-# pre-auth key and shows online; afterwards nothing of the run is left.
+# pre-auth key and shows online; our testcontrol program starts and serves its Noise key;
+# afterwards nothing of the run is left.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
@@ -19,6 +20,10 @@ export RIG
   [[ "$ip4" == 100.* ]] || rig_fail "client has no 100.x address: $ip4"
   rig_ts client status --json | jq -e '.BackendState == "Running" and .Self.Online == true' >/dev/null ||
     rig_fail "tailscale status does not show Running/online"
+  rig_testcontrol_start
+  rig_exec cli curl -sf "$TC_URL/key?v=113" | jq -e '.publicKey | startswith("mkey:")' >/dev/null ||
+    rig_fail "testcontrol /key has no mkey: publicKey"
+  echo "smoke: testcontrol (tailscale.com $("$RIG_PEERS/tinytail-interop" version)) serves /key at $TC_URL"
   echo "smoke: headscale $(rig_hs version 2>/dev/null | head -n1 | awk '{print $3}'), tailscaled registered as smoke-client $ip4, online"
 )
 

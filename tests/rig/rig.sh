@@ -19,6 +19,7 @@
 #   rig_bg NS NAME CMD...          start CMD in NS in the background (pid in RIG_LAST_PID; log in
 #                                  $RIG_DIR/NAME.log); never call it in $(...): the pid would be lost
 #   rig_headscale_start            start Headscale; exports HS_URL, RIG_CA, HS_USER_ID
+#   rig_testcontrol_start          start tailscale.com's testcontrol (tinytail-interop); exports TC_URL
 #   rig_hs ARGS...                 headscale CLI against the rig's server
 #   rig_hs_node_online NAME        true when Headscale shows node NAME online
 #   rig_authkey [FLAGS...]         print a new pre-auth key (reusable, 1h) of the rig's user
@@ -189,6 +190,15 @@ EOF
   HS_USER_ID="$(rig_hs users list -o json | jq -r '.[] | select(.name=="rig") | .id')"
   export HS_USER_ID
   rig_log "headscale up at $HS_URL (user rig = $HS_USER_ID)"
+}
+
+# rig_testcontrol_start: tailscale.com's test control server (our tinytail-interop program) on the
+# control host, port 8080, for what Headscale lacks (tailnet lock, set-dns); exports TC_URL.
+rig_testcontrol_start() {
+  rig_bg ctl testcontrol "$(rig_peers)/tinytail-interop" control -listen 198.18.0.10:8080
+  export TC_URL="http://198.18.0.10:8080"
+  rig_wait_for 30 "testcontrol /key" rig_exec cli curl -sf "$TC_URL/key?v=113" ||
+    { tail -n 20 "$RIG_DIR/testcontrol.log" >&2; rig_fail "testcontrol did not start"; }
 }
 
 rig_hs() {
