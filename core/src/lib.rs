@@ -16,3 +16,4 @@ extern crate std;
 
 pub mod control;
 pub mod key;
+pub mod tka;
