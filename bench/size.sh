@@ -8,6 +8,7 @@
 #   bench/size.sh            all four targets
 #   bench/size.sh --smoke    x86_64 only (what the test command runs; cached after the first time)
 set -euo pipefail
+shopt -s inherit_errexit  # a failed build inside $(...) must stop the run
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
