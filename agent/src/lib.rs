@@ -2,3 +2,13 @@
 //! this crate owns sockets, files, timers and the CLI.
 
 pub mod cli;
+pub mod clock;
+pub mod control;
+pub mod daemon;
+pub mod ipc;
+pub mod netmap;
+pub mod prefix;
+pub mod random;
+pub mod state;
+pub mod status;
+pub mod tailcfg;

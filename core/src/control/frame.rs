@@ -72,6 +72,7 @@ pub fn next_map_message(buf: &[u8]) -> Result<Option<(&[u8], usize)>, FrameError
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

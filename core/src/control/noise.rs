@@ -138,7 +138,8 @@ impl Initiator {
 
     /// Processes the response (`<- e, ee, se`) and splits into the transport state.
     pub fn finish(mut self, response: &[u8]) -> Result<Transport, NoiseError> {
-        let header: &[u8; HEADER_LEN] = response.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(NoiseError::BadLength)?;
+        let header: &[u8; HEADER_LEN] =
+            response.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(NoiseError::BadLength)?;
         if Self::response_len(header)? != response.len() {
             return Err(NoiseError::BadLength);
         }
@@ -211,7 +212,7 @@ impl Opener {
             return Err(NoiseError::UnexpectedType(header[0]));
         }
         let total = HEADER_LEN + u16::from_be_bytes([header[1], header[2]]) as usize;
-        if total > MAX_RECORD_LEN || total < HEADER_LEN + TAG_LEN {
+        if !(HEADER_LEN + TAG_LEN..=MAX_RECORD_LEN).contains(&total) {
             return Err(NoiseError::BadLength);
         }
         Ok(total)
@@ -220,7 +221,8 @@ impl Opener {
     /// Decrypts one whole record in place and returns the plaintext inside it. After an error the
     /// receive direction is dead: the caller must drop the connection.
     pub fn open<'a>(&mut self, record: &'a mut [u8]) -> Result<&'a [u8], NoiseError> {
-        let header: &[u8; HEADER_LEN] = record.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(NoiseError::BadLength)?;
+        let header: &[u8; HEADER_LEN] =
+            record.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(NoiseError::BadLength)?;
         if Self::record_len(header)? != record.len() {
             return Err(NoiseError::BadLength);
         }
@@ -304,7 +306,9 @@ impl SymmetricState {
         let (body, tag) = buf.split_at_mut(split);
         let tag = Tag::clone_from_slice(tag);
         let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
-        cipher.decrypt_in_place_detached(&Nonce::default(), &self.h, body, &tag).map_err(|_| NoiseError::Decrypt)?;
+        cipher
+            .decrypt_in_place_detached(&Nonce::default(), &self.h, body, &tag)
+            .map_err(|_| NoiseError::Decrypt)?;
         self.mix_hash(sealed);
         Ok(())
     }
@@ -353,6 +357,7 @@ fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &[u8] {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     //! The responder here is written from the Noise spec, in the test only, on the same
     //! primitives; interop with the Go implementation is proven end to end against a real
@@ -399,7 +404,8 @@ mod tests {
     #[test]
     fn initiation_has_the_control_header() {
         let (machine, server) = keys();
-        let (_, init) = Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
+        let (_, init) =
+            Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
         assert_eq!(init.len(), 101);
         assert_eq!(&init[..5], &[0, 115, 1, 0, 96]);
     }
@@ -407,7 +413,8 @@ mod tests {
     #[test]
     fn handshake_completes_against_a_responder_and_records_flow_both_ways() {
         let (machine, server) = keys();
-        let (initiator, init) = Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
+        let (initiator, init) =
+            Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
         let (response, k1, k2, client_static) = respond(&server, [2; 32], &init);
         assert_eq!(client_static, public_key(&machine));
         let mut transport = initiator.finish(&response).unwrap();
@@ -435,7 +442,8 @@ mod tests {
             record[3..7].copy_from_slice(b"pong");
             let mut nonce = [0u8; 12];
             nonce[4..].copy_from_slice(&i.to_be_bytes());
-            let tag = server_send.encrypt_in_place_detached(&Nonce::from(nonce), &[], &mut record[3..7]).unwrap();
+            let tag =
+                server_send.encrypt_in_place_detached(&Nonce::from(nonce), &[], &mut record[3..7]).unwrap();
             record[7..].copy_from_slice(&tag);
             assert_eq!(transport.recv.open(&mut record).unwrap(), b"pong");
         }
@@ -444,7 +452,8 @@ mod tests {
     #[test]
     fn little_endian_counter_is_rejected_from_the_second_record() {
         let (machine, server) = keys();
-        let (initiator, init) = Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
+        let (initiator, init) =
+            Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
         let (response, _, k2, _) = respond(&server, [2; 32], &init);
         let mut transport = initiator.finish(&response).unwrap();
         let server_send = ChaCha20Poly1305::new(Key::from_slice(&k2));
@@ -455,7 +464,8 @@ mod tests {
             record[1..3].copy_from_slice(&17u16.to_be_bytes());
             let mut nonce = [0u8; 12];
             nonce[4..].copy_from_slice(&(i as u64).to_le_bytes());
-            let tag = server_send.encrypt_in_place_detached(&Nonce::from(nonce), &[], &mut record[3..4]).unwrap();
+            let tag =
+                server_send.encrypt_in_place_detached(&Nonce::from(nonce), &[], &mut record[3..4]).unwrap();
             record[4..].copy_from_slice(&tag);
             *ok = transport.recv.open(&mut record).is_ok();
         }
@@ -466,9 +476,11 @@ mod tests {
     fn wrong_server_key_fails_the_response() {
         let (machine, server) = keys();
         let other = PrivateKey::clamped([3; 32]);
-        let (initiator, _) = Initiator::start(&machine, &MachinePublic(public_key(&other)), [1; 32], VERSION).unwrap();
+        let (initiator, _) =
+            Initiator::start(&machine, &MachinePublic(public_key(&other)), [1; 32], VERSION).unwrap();
         // A response computed by a server that believes the client used `server`'s key.
-        let (_, init_for_server) = Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
+        let (_, init_for_server) =
+            Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
         let (response, ..) = respond(&server, [2; 32], &init_for_server);
         assert_eq!(initiator.finish(&response).err(), Some(NoiseError::Decrypt));
     }
@@ -476,7 +488,8 @@ mod tests {
     #[test]
     fn version_mismatch_fails_authentication() {
         let (machine, server) = keys();
-        let (_, mut init) = Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
+        let (_, mut init) =
+            Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
         init[..2].copy_from_slice(&116u16.to_be_bytes());
         let version = u16::from_be_bytes([init[0], init[1]]);
         let mut state = SymmetricState::new(version, &public_key(&server));
@@ -506,7 +519,8 @@ mod tests {
     #[test]
     fn tampered_record_is_refused() {
         let (machine, server) = keys();
-        let (initiator, init) = Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
+        let (initiator, init) =
+            Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
         let (response, ..) = respond(&server, [2; 32], &init);
         let mut transport = initiator.finish(&response).unwrap();
         let mut record = [MSG_RECORD, 0, 17, 0xaa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -516,7 +530,8 @@ mod tests {
     #[test]
     fn oversized_plaintext_is_refused() {
         let (machine, server) = keys();
-        let (initiator, init) = Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
+        let (initiator, init) =
+            Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
         let (response, ..) = respond(&server, [2; 32], &init);
         let mut transport = initiator.finish(&response).unwrap();
         let big = [0u8; MAX_PLAINTEXT_LEN + 1];

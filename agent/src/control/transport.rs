@@ -1,0 +1,72 @@
+//! Dialing the control server (and later DERP): TCP, then TLS with rustls when the URL says
+//! `https://`. Trust comes from the board's CA bundle, or `SSL_CERT_FILE` when set, so a
+//! self-hosted Headscale with a private CA works without code changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::{ControlError, ServerUrl};
+
+/// How long DNS + TCP + TLS may take (`ts:control/ts2021/client.go` uses 5 s + 5 s).
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Environment variable that overrides the CA bundle, as in Go and OpenSSL.
+const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+
+/// A byte stream to the server, plain or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub type BoxIo = Box<dyn Io>;
+
+/// The TLS client configuration: ring provider, trust from the CA bundle file.
+pub fn tls_config(board_ca_bundle: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    let path = std::env::var(SSL_CERT_FILE)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| board_ca_bundle.to_string());
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(&path).map_err(|e| format!("CA bundle {path}: {e}"))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("CA bundle {path}: {e}"))?;
+        // A bundle may hold certificates webpki cannot use; skip those, as OpenSSL does.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(format!("CA bundle {path} holds no usable certificate"));
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Connects to the server; TLS iff the URL is `https://`.
+pub async fn dial(url: &ServerUrl, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<BoxIo, ControlError> {
+    let unreachable = |e: String| ControlError::Unreachable(format!("{}: {e}", url.base()));
+    let connect = async {
+        let tcp = TcpStream::connect((url.host.as_str(), url.port))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        if !url.tls {
+            return Ok(Box::new(tcp) as BoxIo);
+        }
+        let config = tls.ok_or_else(|| unreachable("no TLS configuration (CA bundle missing?)".into()))?;
+        let name = ServerName::try_from(url.host.clone()).map_err(|e| unreachable(e.to_string()))?;
+        let stream = tokio_rustls::TlsConnector::from(Arc::clone(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| unreachable(format!("TLS: {e}")))?;
+        Ok(Box::new(stream) as BoxIo)
+    };
+    tokio::time::timeout(DIAL_TIMEOUT, connect)
+        .await
+        .map_err(|_| unreachable(format!("timed out after {}s", DIAL_TIMEOUT.as_secs())))?
+}

@@ -1,0 +1,58 @@
+//! The local API between the CLI verbs and the running agent: a unix socket (mode 0600, root
+//! only), one JSON request line from the CLI, then JSON reply lines from the agent, the last of
+//! which is final (`ok` or `error`); `up` may send `authUrl` lines before it.
+
+use serde::{Deserialize, Serialize};
+
+/// Where `tinytail run` listens unless `--socket` says otherwise (tailscaled uses
+/// /var/run/tailscale/tailscaled.sock).
+pub const DEFAULT_SOCKET: &str = "/var/run/tinytail/tinytail.sock";
+
+/// A request from the CLI.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    Up(UpArgs),
+    Down,
+    Status,
+    Logout,
+}
+
+/// `tinytail up`'s flags; `None` = not given = keep the current pref.
+#[derive(Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct UpArgs {
+    pub login_server: Option<String>,
+    /// The secret itself: it crosses the root-only socket once and is never stored or logged.
+    pub auth_key: Option<String>,
+    pub hostname: Option<String>,
+    pub advertise_routes: Option<Vec<String>>,
+    pub advertise_exit_node: Option<bool>,
+    pub snat_subnet_routes: Option<bool>,
+    pub accept_routes: Option<bool>,
+    /// How long to wait for the node to come up (seconds); 0 = forever.
+    pub timeout_secs: u64,
+}
+
+impl std::fmt::Debug for UpArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpArgs")
+            .field("login_server", &self.login_server)
+            .field("auth_key", &self.auth_key.as_deref().map(tinytail_core::key::Redacted))
+            .field("hostname", &self.hostname)
+            .field("advertise_routes", &self.advertise_routes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One reply line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Reply {
+    /// Interactive login: visit this URL (not final).
+    AuthUrl(String),
+    /// Done; a message for the user and, for `status`, the status object.
+    Ok { message: String, data: serde_json::Value },
+    /// Failed, one line.
+    Error(String),
+}

@@ -1,0 +1,103 @@
+//! The status object `tinytail status --json` prints. Shaped after `tailscale status --json`
+//! (`BackendState`, `Self`, `Peer` keyed by node key, `TailscaleIPs`), with route fields named as
+//! the Tailscale API v2 device object names them (`advertisedRoutes`, `enabledRoutes`).
+
+use serde_json::{json, Map, Value};
+
+use crate::clock;
+use crate::daemon::Shared;
+use crate::netmap::Node;
+use crate::prefix::Prefix;
+
+/// Builds the status object from the shared state.
+pub fn json(s: &Shared) -> Value {
+    let nm = &s.netmap;
+    let now = clock::unix_now();
+    let self_node = nm.self_node.as_ref().map(|n| {
+        let mut v = node_json(n, now);
+        // Ours: what we advertise (our prefs) vs what control enabled for us.
+        let advertised = crate::daemon::hostinfo(&s.state.prefs, &s.version, 0).routable_ips;
+        v["advertisedRoutes"] = json!(advertised);
+        v
+    });
+    let peers: Map<String, Value> = nm.peers.iter().map(|p| (p.key.to_string(), node_json(p, now))).collect();
+    let mut health = Vec::new();
+    if let Some(since) = s.control.down_since {
+        health.push(format!(
+            "control server unreachable since {} ({}s); keeping the last network map",
+            clock::rfc3339(since),
+            now - since
+        ));
+    }
+    if let Some(n) = &nm.self_node {
+        if key_expired(n, now) {
+            health.push("this node's key has expired; run `tinytail up` to log in again".into());
+        }
+    }
+    json!({
+        "Version": s.version,
+        "BackendState": s.backend.name(),
+        "AuthURL": s.auth_url.clone().unwrap_or_default(),
+        "LoginServer": s.state.prefs.login_server,
+        "Prefs": {
+            "Hostname": s.state.prefs.hostname,
+            "AdvertiseRoutes": s.state.prefs.advertise_routes,
+            "AdvertiseExitNode": s.state.prefs.advertise_exit_node,
+            "SNATSubnetRoutes": s.state.prefs.snat_subnet_routes,
+            "AcceptRoutes": s.state.prefs.accept_routes,
+        },
+        "Control": {
+            "Connected": s.control.connected,
+            "DownSince": s.control.down_since.map(clock::rfc3339),
+            "LastError": s.control.last_error,
+        },
+        "Health": health,
+        "NodeID": s.state.node_id,
+        "DiscoKey": s.disco_public.to_string(),
+        "Self": self_node,
+        "Peer": peers,
+        "MagicDNSSuffix": nm.domain,
+        "DERPRegions": nm.derp_regions.values().map(|r| json!({
+            "RegionID": r.region_id, "RegionCode": r.region_code,
+            "Nodes": r.nodes.iter().map(|n| n.host_name.clone()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "PreferredDERP": s.preferred_derp,
+        "PacketFilterRules": nm.packet_filter().count(),
+        "TKA": nm.tka,
+        "ControlTime": nm.control_time,
+    })
+}
+
+fn node_json(n: &Node, now: i64) -> Value {
+    json!({
+        "ID": n.id,
+        "StableID": n.stable_id,
+        "HostName": n.hostname,
+        "DNSName": n.name,
+        "OS": n.os,
+        "PublicKey": n.key.to_string(),
+        "DiscoKey": n.disco_key.to_string(),
+        "HasKeySignature": !n.key_signature.is_empty(),
+        "TailscaleIPs": n.addresses.iter().map(|p| p.addr.to_string()).collect::<Vec<_>>(),
+        "AllowedIPs": strings(&n.allowed_ips),
+        "PrimaryRoutes": strings(&n.primary_routes),
+        "advertisedRoutes": strings(&n.advertised_routes),
+        "enabledRoutes": strings(&n.enabled_routes()),
+        "Endpoints": n.endpoints,
+        "HomeDERP": n.home_derp,
+        "Online": n.online.unwrap_or(false),
+        "LastSeen": n.last_seen,
+        "KeyExpiry": n.key_expiry,
+        "Expired": key_expired(n, now),
+        "Tags": n.tags,
+    })
+}
+
+fn strings(prefixes: &[Prefix]) -> Vec<String> {
+    prefixes.iter().map(ToString::to_string).collect()
+}
+
+/// Control's flag, or the expiry time has passed.
+fn key_expired(n: &Node, now: i64) -> bool {
+    n.expired || n.key_expiry.as_deref().and_then(clock::parse_rfc3339).is_some_and(|t| t <= now)
+}

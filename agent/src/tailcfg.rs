@@ -1,0 +1,288 @@
+//! The JSON shapes of `tailscale.com/tailcfg` that the control client sends and reads: only the
+//! fields tinytail uses. Field names are the Go field names (Go's encoder writes them as-is);
+//! unknown fields are ignored, missing ones default. Keys stay in their text forms here and are
+//! parsed into typed keys when the netmap is built.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `time.Unix(123, 0)`: a past `Expiry` in a RegisterRequest means "log out"
+/// (`ts:control/controlclient/direct.go` `doLogin`).
+pub const LOGOUT_EXPIRY: &str = "1970-01-01T00:02:03Z";
+
+/// `tailcfg.RegisterRequest` (`ts:tailcfg/tailcfg.go`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RegisterRequest<'a> {
+    pub version: u16,
+    pub node_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_node_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RegisterAuth<'a>>,
+    /// RFC 3339; omitted = zero time = no request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<&'static str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub followup: &'a str,
+    pub hostinfo: &'a Hostinfo,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
+}
+
+/// `RegisterRequest.Auth`: only the pre-auth key is used.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RegisterAuth<'a> {
+    pub auth_key: &'a str,
+}
+
+impl std::fmt::Debug for RegisterAuth<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RegisterAuth({})", tinytail_core::key::Redacted(self.auth_key))
+    }
+}
+
+/// `tailcfg.RegisterResponse`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RegisterResponse {
+    pub user: User,
+    pub login: Login,
+    pub node_key_expired: bool,
+    pub machine_authorized: bool,
+    #[serde(rename = "AuthURL")]
+    pub auth_url: String,
+    pub error: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct User {
+    #[serde(rename = "ID")]
+    pub id: i64,
+    pub display_name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Login {
+    pub login_name: String,
+}
+
+/// `tailcfg.Hostinfo`: what a router tells control about itself (protocol.md §2.4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Hostinfo {
+    #[serde(rename = "IPNVersion", skip_serializing_if = "String::is_empty")]
+    pub ipn_version: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub hostname: String,
+    #[serde(rename = "OS", skip_serializing_if = "String::is_empty")]
+    pub os: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub machine: String,
+    #[serde(rename = "RoutableIPs", skip_serializing_if = "Vec::is_empty")]
+    pub routable_ips: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_info: Option<NetInfo>,
+}
+
+/// `tailcfg.NetInfo`: only the home DERP region is reported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetInfo {
+    #[serde(rename = "PreferredDERP")]
+    pub preferred_derp: u32,
+}
+
+/// `tailcfg.MapRequest` (protocol.md §3.1).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MapRequest<'a> {
+    pub version: u16,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub compress: &'static str,
+    pub keep_alive: bool,
+    pub node_key: String,
+    pub disco_key: String,
+    pub stream: bool,
+    pub hostinfo: &'a Hostinfo,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub omit_peers: bool,
+}
+
+/// `tailcfg.MapResponse` (protocol.md §3.3). `None` means "unchanged" for every delta field.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MapResponse {
+    pub keep_alive: bool,
+    pub ping_request: Option<PingRequest>,
+    #[serde(rename = "PopBrowserURL")]
+    pub pop_browser_url: String,
+    pub node: Option<Node>,
+    #[serde(rename = "DERPMap")]
+    pub derp_map: Option<DerpMap>,
+    pub peers: Option<Vec<Node>>,
+    pub peers_changed: Option<Vec<Node>>,
+    pub peers_removed: Option<Vec<i64>>,
+    pub peers_changed_patch: Option<Vec<PeerChange>>,
+    pub online_change: Option<BTreeMap<String, bool>>,
+    pub peer_seen_change: Option<BTreeMap<String, bool>>,
+    pub packet_filter: Option<Vec<FilterRule>>,
+    pub packet_filters: Option<BTreeMap<String, Option<Vec<FilterRule>>>>,
+    pub domain: String,
+    pub control_time: Option<String>,
+    #[serde(rename = "TKAInfo")]
+    pub tka_info: Option<TkaInfo>,
+}
+
+/// `tailcfg.PingRequest` (protocol.md §3.8).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PingRequest {
+    #[serde(rename = "URL")]
+    pub url: String,
+    #[serde(rename = "URLIsNoise")]
+    pub url_is_noise: bool,
+    pub log: bool,
+    pub types: String,
+    #[serde(rename = "IP")]
+    pub ip: String,
+}
+
+/// `tailcfg.Node` (protocol.md §3.4).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Node {
+    #[serde(rename = "ID")]
+    pub id: i64,
+    #[serde(rename = "StableID")]
+    pub stable_id: String,
+    pub name: String,
+    pub user: i64,
+    pub key: String,
+    pub key_expiry: Option<String>,
+    pub key_signature: Option<String>,
+    pub machine: Option<String>,
+    pub disco_key: Option<String>,
+    pub addresses: Vec<String>,
+    #[serde(rename = "AllowedIPs")]
+    pub allowed_ips: Option<Vec<String>>,
+    pub endpoints: Vec<String>,
+    #[serde(rename = "DERP")]
+    pub legacy_derp: String,
+    #[serde(rename = "HomeDERP")]
+    pub home_derp: u32,
+    pub hostinfo: Option<Hostinfo>,
+    pub cap: u32,
+    pub tags: Vec<String>,
+    pub primary_routes: Vec<String>,
+    pub last_seen: Option<String>,
+    pub online: Option<bool>,
+    pub machine_authorized: bool,
+    pub expired: bool,
+}
+
+/// `tailcfg.PeerChange`: a patch to one peer.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PeerChange {
+    #[serde(rename = "NodeID")]
+    pub node_id: i64,
+    #[serde(rename = "DERPRegion")]
+    pub derp_region: u32,
+    pub cap: u32,
+    pub endpoints: Option<Vec<String>>,
+    pub key: Option<String>,
+    pub key_signature: Option<String>,
+    pub disco_key: Option<String>,
+    pub online: Option<bool>,
+    pub last_seen: Option<String>,
+    pub key_expiry: Option<String>,
+}
+
+/// `tailcfg.DERPMap` (protocol.md §5.5). Region entries may be `null` (Headscale was seen
+/// sending them); they are dropped.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DerpMap {
+    pub regions: Option<BTreeMap<String, Option<DerpRegion>>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DerpRegion {
+    #[serde(rename = "RegionID")]
+    pub region_id: u32,
+    pub region_code: String,
+    pub region_name: String,
+    pub nodes: Vec<DerpNode>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DerpNode {
+    pub name: String,
+    pub host_name: String,
+    #[serde(rename = "IPv4", skip_serializing_if = "String::is_empty")]
+    pub ipv4: String,
+    #[serde(rename = "IPv6", skip_serializing_if = "String::is_empty")]
+    pub ipv6: String,
+    #[serde(rename = "STUNPort")]
+    pub stun_port: i32,
+    #[serde(rename = "DERPPort")]
+    pub derp_port: u16,
+    pub insecure_for_tests: bool,
+}
+
+/// `tailcfg.FilterRule` (protocol.md §3.6); kept as sent for core's filter to compile.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct FilterRule {
+    #[serde(rename = "SrcIPs")]
+    pub src_ips: Vec<String>,
+    pub dst_ports: Vec<NetPortRange>,
+    #[serde(rename = "IPProto", skip_serializing_if = "Vec::is_empty")]
+    pub ip_proto: Vec<i32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetPortRange {
+    #[serde(rename = "IP")]
+    pub ip: String,
+    pub ports: PortRange,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+/// `tailcfg.TKAInfo`: the tailnet-lock head control knows, or "disabled".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TkaInfo {
+    pub head: String,
+    pub disabled: bool,
+}
+
+/// `tailcfg.OverTLSPublicKeyResponse`, the `/key` answer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct KeyResponse {
+    #[serde(rename = "publicKey")]
+    pub public_key: String,
+}
+
+/// `tailcfg.EarlyNoise`: the server's challenge; read but unused, as in the Go client.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EarlyNoise {
+    #[serde(rename = "nodeKeyChallenge")]
+    pub node_key_challenge: String,
+}
