@@ -16,4 +16,5 @@ extern crate std;
 
 pub mod control;
 pub mod key;
+pub mod route;
 pub mod tka;
