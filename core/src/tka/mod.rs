@@ -37,7 +37,7 @@ pub mod verify;
 use core::fmt;
 
 pub use aum::{Aum, AumKind};
-pub use cbor::CborError;
+pub use cbor::{ByteField, CborError, Sink};
 pub use chain::{AumStore, Authority};
 pub use sig::{NodeKeySignature, RotationDetails, SigKind};
 pub use state::{State, TrustedKey};

@@ -30,6 +30,10 @@ func main() {
 		fmt.Println(moduleVersion("tailscale.com"))
 	case "control":
 		runControl(os.Args[2:])
+	case "tka-vectors":
+		runTKAVectors(os.Args[2:])
+	case "tka-verify":
+		runTKAVerify(os.Args[2:])
 	default:
 		usage()
 	}
