@@ -69,7 +69,7 @@ func runTKAVerify(args []string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	failures, checked := 0, 0
+	failures, checked, aumCount := 0, 0, 0
 	fail := func(format string, a ...any) {
 		failures++
 		fmt.Printf("FAIL "+format+"\n", a...)
@@ -92,7 +92,9 @@ func runTKAVerify(args []string) {
 			continue
 		}
 		ok := true
+		aumCount++
 		for i, b := range c.Batches {
+			aumCount += len(b)
 			var aums []tka.AUM
 			for _, h := range b {
 				var x tka.AUM
@@ -186,7 +188,8 @@ func runTKAVerify(args []string) {
 			fail("%s: tinytail's signature refused: %v", w.Name, err)
 		}
 	}
-	fmt.Printf("tka-verify: %d items checked, %d failures\n", checked, failures)
+	fmt.Printf("tka-verify: %d items checked (%d chains with %d AUMs, %d signatures, %d wrapped auth keys), %d failures\n",
+		checked, len(in.Chains), aumCount, len(in.Sigs), len(in.Wrapped), failures)
 	if failures > 0 {
 		os.Exit(1)
 	}
