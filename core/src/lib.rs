@@ -15,6 +15,7 @@
 extern crate std;
 
 pub mod control;
+pub mod filter;
 pub mod key;
 pub mod route;
 pub mod tka;
