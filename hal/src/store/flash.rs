@@ -63,6 +63,26 @@ pub trait Flash {
     fn sync(&mut self) -> Result<(), FlashError>;
 }
 
+/// A borrowed flash is a flash: a store can run over `&mut SimFlash` and leave the chip to the
+/// caller afterwards, even when opening it failed (the power-cut tests cut during recovery).
+impl<F: Flash + ?Sized> Flash for &mut F {
+    fn geometry(&self) -> Geometry {
+        (**self).geometry()
+    }
+    fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), FlashError> {
+        (**self).read(offset, buf)
+    }
+    fn program(&mut self, offset: u32, data: &[u8]) -> Result<(), FlashError> {
+        (**self).program(offset, data)
+    }
+    fn erase(&mut self, block: u32) -> Result<(), FlashError> {
+        (**self).erase(block)
+    }
+    fn sync(&mut self) -> Result<(), FlashError> {
+        (**self).sync()
+    }
+}
+
 /// Why a flash operation failed.
 #[derive(Debug)]
 pub enum FlashError {

@@ -361,6 +361,10 @@ impl<F: Flash> Store<F> {
             };
             if matches!(header, HeaderRead::Valid(_)) {
                 scan_frames(&buf, block, write_size, &mut scan, &mut warnings);
+            } else if header == HeaderRead::Blank && buf.iter().any(|&b| b != ERASED) {
+                // An erase cut short after it cleared the header: the rest may hold anything.
+                scan.header = HeaderRead::Garbage;
+                warnings.push(Warning::UnreadableHeader { block });
             } else if header == HeaderRead::Garbage {
                 warnings.push(Warning::UnreadableHeader { block });
             }

@@ -111,19 +111,24 @@ impl SimFlash {
         }
     }
 
-    /// Passes one cut point; true if the power goes out here.
-    fn cut_here(&mut self) -> bool {
-        self.cut_points += 1;
+    /// Passes up to `len` cut points of one operation; `Some(i)` if the power goes out at the
+    /// `i`th, after which nothing more happens.
+    fn cut_within(&mut self, len: usize) -> Option<usize> {
         match self.power {
-            Power::CutAfter(0) => {
+            Power::CutAfter(n) if n < len as u64 => {
+                self.cut_points += n + 1;
                 self.power = Power::Off;
-                true
+                Some(n as usize)
             }
             Power::CutAfter(n) => {
-                self.power = Power::CutAfter(n - 1);
-                false
+                self.cut_points += len as u64;
+                self.power = Power::CutAfter(n - len as u64);
+                None
             }
-            Power::On | Power::Off => false,
+            Power::On | Power::Off => {
+                self.cut_points += len as u64;
+                None
+            }
         }
     }
 
@@ -157,15 +162,18 @@ impl Flash for SimFlash {
                 return Err(FlashError::NotErased { offset: offset + i as u32 });
             }
         }
-        for (i, &new) in data.iter().enumerate() {
+        let cut = self.cut_within(data.len());
+        let landed = cut.unwrap_or(data.len());
+        for (byte, &new) in self.data[start..start + landed].iter_mut().zip(data) {
+            *byte &= new;
+        }
+        self.bytes_programmed += landed as u64;
+        if let Some(i) = cut {
+            // The byte being programmed when the power went: some of its bits got cleared.
             let old = self.data[start + i];
-            if self.cut_here() {
-                let to_clear = old & !new;
-                self.data[start + i] = old & !(to_clear & self.random_byte());
-                return Err(FlashError::PowerLost);
-            }
-            self.data[start + i] = old & new;
-            self.bytes_programmed += 1;
+            let to_clear = old & !data[i];
+            self.data[start + i] = old & !(to_clear & self.random_byte());
+            return Err(FlashError::PowerLost);
         }
         Ok(())
     }
@@ -180,17 +188,19 @@ impl Flash for SimFlash {
         }
         self.erase_counts[block as usize] += 1;
         let start = self.geometry.block_start(block) as usize;
-        for i in start..start + self.geometry.block_size as usize {
-            if self.cut_here() {
-                for j in i..start + self.geometry.block_size as usize {
-                    if self.random_byte() & 1 == 1 {
-                        let raised = self.random_byte();
-                        self.data[j] |= raised;
-                    }
+        let end = start + self.geometry.block_size as usize;
+        let cut = self.cut_within(end - start);
+        let erased_end = cut.map_or(end, |i| start + i);
+        self.data[start..erased_end].fill(ERASED);
+        if cut.is_some() {
+            // The rest is half way: each byte untouched or with some bits already driven to 1.
+            for j in erased_end..end {
+                if self.random_byte() & 1 == 1 {
+                    let raised = self.random_byte();
+                    self.data[j] |= raised;
                 }
-                return Err(FlashError::PowerLost);
             }
-            self.data[i] = ERASED;
+            return Err(FlashError::PowerLost);
         }
         Ok(())
     }
