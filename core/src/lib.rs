@@ -19,3 +19,5 @@ pub mod filter;
 pub mod key;
 pub mod route;
 pub mod tka;
+#[cfg(feature = "wg")]
+pub mod wg;

@@ -1,0 +1,283 @@
+//! The WireGuard datapath: one boringtun `noise::Tunn` per peer, cryptokey routing through
+//! [`crate::route`], the packet filter from [`crate::filter`], and packet buffers from a pool
+//! allocated once at start.
+//!
+//! Only boringtun's `noise` module is used (not its `device` code, which owns sockets and
+//! threads): the agent passes datagrams and TUN packets in and gets [`Output`]s back. boringtun
+//! needs `std`, so this module exists with feature `wg`.
+//!
+//! Per packet nothing is allocated: encryption and decryption write into caller-provided
+//! buffers, route lookup and the filter use fixed tables. (boringtun queues a copy of a packet
+//! that arrives before a session exists; that happens once per handshake, not per packet.)
+//! `tests/alloc_per_packet.rs` counts allocations over 100k packets to hold us to it.
+//!
+//! WireGuard as Tailscale runs it: the static key is the node key, the preshared key is all
+//! zeros (none), and no persistent keepalive is configured (disco keeps NAT mappings open).
+
+use core::net::IpAddr;
+use std::boxed::Box;
+use std::vec::Vec;
+
+use boringtun::noise::{errors::WireGuardError, Tunn, TunnResult};
+use boringtun::x25519::{PublicKey, StaticSecret};
+
+use crate::filter::{Filter, Packet, Verdict};
+use crate::key::NodePublic;
+use crate::route::{PeerIndex, RouteTable};
+
+/// Largest IP packet we carry (the TUN MTU is 1280 by default, but a subnet router's LAN side may
+/// hand us 1500-byte packets; 65535 is IP's own limit).
+pub const MAX_PACKET: usize = 65535;
+/// WireGuard's data message overhead: type 4 + receiver index 4 + counter 8 + tag 16.
+pub const DATA_OVERHEAD: usize = 32;
+/// boringtun's smallest output buffer (a handshake initiation is 148 bytes).
+pub const MIN_OUTPUT: usize = 148;
+/// Size of one pool buffer: the largest packet plus WireGuard's overhead.
+pub const BUFFER_SIZE: usize = MAX_PACKET + DATA_OVERHEAD;
+/// Route table capacity per family: every peer's addresses plus subnet routes.
+pub const ROUTES_PER_FAMILY: usize = 4096;
+
+/// The peer route table the datapath uses.
+pub type PeerRoutes = RouteTable<ROUTES_PER_FAMILY, ROUTES_PER_FAMILY>;
+
+/// A pool of packet buffers allocated once (the board file says how many). Buffers are handed
+/// out by index; a caller holds at most one per packet in flight.
+pub struct BufferPool {
+    buffers: Box<[[u8; BUFFER_SIZE]]>,
+    free: Vec<u16>,
+}
+
+impl BufferPool {
+    /// Allocates `count` buffers (at most 65535) of [`BUFFER_SIZE`] bytes each.
+    pub fn new(count: u16) -> Self {
+        let buffers = (0..count).map(|_| [0u8; BUFFER_SIZE]).collect::<Vec<_>>().into_boxed_slice();
+        let free = (0..count).rev().collect();
+        BufferPool { buffers, free }
+    }
+
+    /// Takes a free buffer, or `None` when all are in use (the caller drops the packet).
+    pub fn take(&mut self) -> Option<BufferId> {
+        self.free.pop().map(BufferId)
+    }
+
+    /// Returns a buffer to the pool.
+    pub fn give_back(&mut self, id: BufferId) {
+        // `free` was allocated with room for every buffer, so this never reallocates.
+        self.free.push(id.0);
+    }
+
+    pub fn get_mut(&mut self, id: &BufferId) -> &mut [u8; BUFFER_SIZE] {
+        &mut self.buffers[usize::from(id.0)]
+    }
+
+    /// Two distinct buffers at once (input and output of one step); `None` if they are the same.
+    pub fn pair_mut(&mut self, a: &BufferId, b: &BufferId) -> Option<(&mut [u8], &mut [u8])> {
+        let (i, j) = (usize::from(a.0), usize::from(b.0));
+        if i == j {
+            return None;
+        }
+        let (low, high) = self.buffers.split_at_mut(i.max(j));
+        let (at_low, at_high) = (&mut low[i.min(j)][..], &mut high[0][..]);
+        Some(if i < j { (at_low, at_high) } else { (at_high, at_low) })
+    }
+
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+}
+
+/// A buffer lent out by [`BufferPool::take`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct BufferId(u16);
+
+/// What the caller does next with the bytes written into its output buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Nothing to send.
+    Nothing,
+    /// Send the first `len` bytes of the output buffer to the peer (UDP or DERP).
+    ToPeer { len: usize },
+    /// Write the first `len` bytes of the output buffer to the TUN device.
+    ToTun { len: usize },
+}
+
+/// Why a packet went nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatapathError {
+    /// No peer's AllowedIPs hold the destination.
+    NoRoute,
+    /// The packet is not a well-formed IP packet.
+    Malformed,
+    /// The output buffer cannot hold the result.
+    BufferTooSmall,
+    /// The decrypted packet's source is outside the sending peer's AllowedIPs.
+    SourceNotAllowed,
+    /// The packet filter refused it.
+    Filtered,
+    /// No such peer.
+    UnknownPeer,
+    /// WireGuard refused the datagram.
+    WireGuard(Refusal),
+}
+
+/// Why WireGuard refused a datagram, grouped from boringtun's errors by what the caller does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a WireGuard message, or one of the wrong size or type.
+    Malformed,
+    /// Failed authentication (MAC, AEAD tag, or a key that is not the peer's).
+    Unauthenticated,
+    /// A replayed or out-of-window counter or handshake timestamp.
+    Replay,
+    /// No session for this message (unknown index, or the session expired).
+    NoSession,
+    /// The handshake rate limiter is engaged; a cookie reply was or will be sent.
+    UnderLoad,
+}
+
+impl From<WireGuardError> for Refusal {
+    fn from(e: WireGuardError) -> Self {
+        use WireGuardError as E;
+        match e {
+            E::IncorrectPacketLength | E::UnexpectedPacket | E::WrongPacketType | E::InvalidPacket => {
+                Refusal::Malformed
+            }
+            E::WrongKey | E::InvalidMac | E::InvalidAeadTag => Refusal::Unauthenticated,
+            E::InvalidTai64nTimestamp | E::WrongTai64nTimestamp | E::InvalidCounter | E::DuplicateCounter => {
+                Refusal::Replay
+            }
+            E::WrongIndex | E::NoCurrentSession | E::ConnectionExpired => Refusal::NoSession,
+            E::UnderLoad | E::LockFailed => Refusal::UnderLoad,
+            // Our callers size buffers before calling; should boringtun still object, the
+            // datagram is dropped like any other refused one.
+            E::DestinationBufferTooSmall => Refusal::Malformed,
+        }
+    }
+}
+
+/// One tailnet peer's WireGuard state.
+pub struct Peer {
+    pub node_key: NodePublic,
+    tunnel: Tunn,
+}
+
+/// All peers, their routes and the inbound filter.
+pub struct Datapath {
+    peers: Vec<Peer>,
+    routes: Box<PeerRoutes>,
+    filter: Box<Filter>,
+}
+
+impl Datapath {
+    pub fn new(routes: Box<PeerRoutes>, filter: Box<Filter>) -> Self {
+        Datapath { peers: Vec::new(), routes, filter }
+    }
+
+    /// Adds a peer and returns its index (the value routes refer to). `our_private` is our node
+    /// key's private half; `session_index` must differ between peers (it tags handshakes).
+    pub fn add_peer(&mut self, our_private: &[u8; 32], peer: NodePublic, session_index: u32) -> PeerIndex {
+        let tunnel = Tunn::new(
+            StaticSecret::from(*our_private),
+            PublicKey::from(peer.0),
+            None, // Tailscale uses no preshared key
+            None, // and no persistent keepalive
+            session_index,
+            None,
+        );
+        self.peers.push(Peer { node_key: peer, tunnel });
+        // Peer counts are bounded by the route table far below u16::MAX.
+        PeerIndex::try_from(self.peers.len() - 1).unwrap_or(PeerIndex::MAX)
+    }
+
+    /// Swaps in a new route table (built from a new netmap) without touching sessions.
+    pub fn set_routes(&mut self, routes: Box<PeerRoutes>) {
+        self.routes = routes;
+    }
+
+    pub fn filter_mut(&mut self) -> &mut Filter {
+        &mut self.filter
+    }
+
+    pub fn peer(&self, index: PeerIndex) -> Option<&Peer> {
+        self.peers.get(usize::from(index))
+    }
+
+    /// An IP packet from the TUN device: picks the peer by destination and encrypts into `out`.
+    /// Returns the peer and what to send (a data message, or a handshake initiation when no
+    /// session exists yet; boringtun then holds the packet until the handshake completes).
+    pub fn outbound(&mut self, packet: &[u8], out: &mut [u8]) -> Result<(PeerIndex, Output), DatapathError> {
+        let parsed = Packet::parse(packet).map_err(|_| DatapathError::Malformed)?;
+        let index = self.routes.lookup(parsed.dst).ok_or(DatapathError::NoRoute)?;
+        // boringtun panics on a short output buffer: check first.
+        if out.len() < packet.len() + DATA_OVERHEAD || out.len() < MIN_OUTPUT {
+            return Err(DatapathError::BufferTooSmall);
+        }
+        let peer = self.peers.get_mut(usize::from(index)).ok_or(DatapathError::UnknownPeer)?;
+        self.filter.note_outbound(packet);
+        let result = peer.tunnel.encapsulate(packet, out);
+        Ok((index, output(result)?))
+    }
+
+    /// A WireGuard datagram from `peer` (identified by the path it came on). Decrypts into `out`;
+    /// a data packet is checked against the peer's AllowedIPs and the filter before it is
+    /// returned for the TUN device. Handshake and cookie messages yield [`Output::ToPeer`]; call
+    /// [`Datapath::flush`] afterwards to send packets that waited for the handshake.
+    pub fn inbound(
+        &mut self,
+        peer: PeerIndex,
+        from: Option<IpAddr>,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Result<Output, DatapathError> {
+        if out.len() < MIN_OUTPUT || out.len() < datagram.len() {
+            return Err(DatapathError::BufferTooSmall);
+        }
+        let tunnel = &mut self.peers.get_mut(usize::from(peer)).ok_or(DatapathError::UnknownPeer)?.tunnel;
+        let (len, src) = match tunnel.decapsulate(from, datagram, out) {
+            TunnResult::WriteToTunnelV4(p, src) => (p.len(), IpAddr::V4(src)),
+            TunnResult::WriteToTunnelV6(p, src) => (p.len(), IpAddr::V6(src)),
+            other => return output(other),
+        };
+        if len == 0 {
+            return Ok(Output::Nothing); // a keepalive
+        }
+        if !self.routes.allows_source(peer, src) {
+            return Err(DatapathError::SourceNotAllowed);
+        }
+        match self.filter.check_inbound(&out[..len]) {
+            Verdict::Accept => Ok(Output::ToTun { len }),
+            Verdict::Drop(_) => Err(DatapathError::Filtered),
+        }
+    }
+
+    /// After a handshake completes: the next queued packet for `peer`, encrypted, if any. Call
+    /// until it returns [`Output::Nothing`].
+    pub fn flush(&mut self, peer: PeerIndex, out: &mut [u8]) -> Result<Output, DatapathError> {
+        if out.len() < MIN_OUTPUT {
+            return Err(DatapathError::BufferTooSmall);
+        }
+        let tunnel = &mut self.peers.get_mut(usize::from(peer)).ok_or(DatapathError::UnknownPeer)?.tunnel;
+        output(tunnel.decapsulate(None, &[], out))
+    }
+
+    /// Timers for one peer (rekey, keepalive, expiry): call about every 250 ms per peer.
+    pub fn tick(&mut self, peer: PeerIndex, out: &mut [u8]) -> Result<Output, DatapathError> {
+        if out.len() < MIN_OUTPUT {
+            return Err(DatapathError::BufferTooSmall);
+        }
+        let tunnel = &mut self.peers.get_mut(usize::from(peer)).ok_or(DatapathError::UnknownPeer)?.tunnel;
+        output(tunnel.update_timers(out))
+    }
+}
+
+fn output(result: TunnResult<'_>) -> Result<Output, DatapathError> {
+    match result {
+        TunnResult::Done => Ok(Output::Nothing),
+        TunnResult::WriteToNetwork(p) => Ok(Output::ToPeer { len: p.len() }),
+        TunnResult::WriteToTunnelV4(p, _) | TunnResult::WriteToTunnelV6(p, _) => {
+            Ok(Output::ToTun { len: p.len() })
+        }
+        TunnResult::Err(WireGuardError::ConnectionExpired) => Ok(Output::Nothing),
+        TunnResult::Err(e) => Err(DatapathError::WireGuard(e.into())),
+    }
+}
