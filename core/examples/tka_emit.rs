@@ -147,17 +147,18 @@ fn main() {
     emit_sig("lock sign", &node("1"), &direct);
     emit_sig("lock sign, checked for another node", &node("2"), &direct);
     let n = sig::build::direct(&mut buf, &seed("B"), &node("1"), None).expect("direct");
-    emit_sig("lock sign by a removed key", &node("1"), &buf[..n].to_vec());
+    emit_sig("lock sign by a removed key", &node("1"), &buf[..n]);
     let n = sig::build::direct(&mut buf, &seed("E"), &node("1"), None).expect("direct");
-    emit_sig("lock sign by the newest key", &node("1"), &buf[..n].to_vec());
+    emit_sig("lock sign by the newest key", &node("1"), &buf[..n]);
     let mut current = direct.clone();
     for i in 2..=5 {
-        let n = sig::build::rotation(&mut buf, &seed("node NL"), &node(&i.to_string()), &current).expect("rotation");
+        let n = sig::build::rotation(&mut buf, &seed("node NL"), &node(&i.to_string()), &current)
+            .expect("rotation");
         current = buf[..n].to_vec();
         emit_sig(&format!("rotation to node {i}"), &node(&i.to_string()), &current);
     }
     let n = sig::build::rotation(&mut buf, &seed("A"), &node("9"), &direct).expect("rotation");
-    emit_sig("rotation signed by a trusted key, not the wrapping key", &node("9"), &buf[..n].to_vec());
+    emit_sig("rotation signed by a trusted key, not the wrapping key", &node("9"), &buf[..n]);
 
     // A wrapped pre-auth key: a credential from trusted key A over a fresh wrapping key, then
     // the node's signature made from it at registration.
@@ -170,7 +171,8 @@ fn main() {
     let mut cred_buf = [0u8; 1024];
     let wrapped = sig::unwrap_auth_key(&text, &mut cred_buf).expect("own wrapped key");
     let mut sig_buf = [0u8; 4096];
-    let n = sig::build::rotation(&mut sig_buf, &wrapped.wrapping_seed, &node("7"), wrapped.credential).expect("by credential");
+    let n = sig::build::rotation(&mut sig_buf, &wrapped.wrapping_seed, &node("7"), wrapped.credential)
+        .expect("by credential");
     let by_credential = sig_buf[..n].to_vec();
     emit_sig("signed by a wrapped auth key", &node("7"), &by_credential);
     e.wrapped.push(json!({

@@ -2,8 +2,8 @@
 //! static validation and signature checks (`ts:tka/aum.go`, `ts:tka/key.go`).
 
 use super::cbor::{
-    self, decode_struct, write_bytes, write_head, write_null, write_text, ByteField, CborError, HashSink, Reader,
-    Sink, MAJOR_ARRAY, MAJOR_MAP, MAJOR_SIMPLE, MAJOR_UINT,
+    self, decode_struct, write_bytes, write_head, write_null, write_text, ByteField, CborError, HashSink,
+    Reader, Sink, MAJOR_ARRAY, MAJOR_MAP, MAJOR_SIMPLE, MAJOR_UINT,
 };
 use super::limits::{MAX_DISABLEMENT_VALUES, MAX_KEYS, MAX_KEY_VOTES, MAX_META_BYTES};
 use super::{verify, AumHash, TkaError};
@@ -73,7 +73,8 @@ const AUM_STATE: u64 = 5;
 const AUM_VOTES: u64 = 6;
 const AUM_META: u64 = 7;
 const AUM_SIGNATURES: u64 = 23;
-const AUM_FIELDS: &[u64] = &[AUM_KIND, AUM_PREV, AUM_KEY, AUM_KEY_ID, AUM_STATE, AUM_VOTES, AUM_META, AUM_SIGNATURES];
+const AUM_FIELDS: &[u64] =
+    &[AUM_KIND, AUM_PREV, AUM_KEY, AUM_KEY_ID, AUM_STATE, AUM_VOTES, AUM_META, AUM_SIGNATURES];
 
 const KEY_KIND: u64 = 1;
 const KEY_VOTES: u64 = 2;
@@ -177,7 +178,9 @@ impl<'a> Aum<'a> {
                 AUM_STATE => aum.state = nil_or(r, StateView::decode)?,
                 AUM_VOTES => aum.votes = nil_or(r, |r| r.uint(u64::MAX))?,
                 AUM_META => aum.meta = nil_or(r, Meta::decode)?,
-                _ => aum.signatures = nil_or(r, |r| ArrayView::decode(r, AumSignature::check).map(Signatures))?,
+                _ => {
+                    aum.signatures = nil_or(r, |r| ArrayView::decode(r, AumSignature::check).map(Signatures))?
+                }
             }
             Ok(())
         })?;
@@ -296,7 +299,9 @@ impl<'a> Aum<'a> {
             AumKind::UpdateKey if !others_absent(true, false, false, true) => {
                 Err(TkaError::Invalid("UpdateKey may only carry a key ID, votes and metadata"))
             }
-            AumKind::Checkpoint if self.state.is_none() => Err(TkaError::Invalid("Checkpoint without a state")),
+            AumKind::Checkpoint if self.state.is_none() => {
+                Err(TkaError::Invalid("Checkpoint without a state"))
+            }
             AumKind::Checkpoint if !others_absent(false, false, true, false) => {
                 Err(TkaError::Invalid("Checkpoint may only carry a state"))
             }
@@ -334,7 +339,7 @@ impl<'a> Aum<'a> {
         for sig in sigs.iter() {
             let id = sig.key_id.ok_or(TkaError::UntrustedSigner)?;
             let key = state.key(&id).ok_or(TkaError::UntrustedSigner)?;
-            let public = key.ed25519().ok_or(TkaError::BadSignature)?;
+            let public = key.ed25519_public().ok_or(TkaError::BadSignature)?;
             let signature = sig.signature.and_then(|s| s.to_array::<64>()).ok_or(TkaError::BadSignature)?;
             if !verify::zip215(&public, &sig_hash, &signature) {
                 return Err(TkaError::BadSignature);
@@ -425,15 +430,23 @@ impl<'a> KeyView<'a> {
 
 impl<'a> StateView<'a> {
     fn decode(r: &mut Reader<'a>) -> Result<Self, CborError> {
-        let mut state =
-            StateView { has_last_aum_hash: false, disablement_values: None, keys: None, state_id1: 0, state_id2: 0 };
+        let mut state = StateView {
+            has_last_aum_hash: false,
+            disablement_values: None,
+            keys: None,
+            state_id1: 0,
+            state_id2: 0,
+        };
         decode_struct(r, STATE_FIELDS, |field, r| {
             match field {
                 STATE_LAST => state.has_last_aum_hash = nil_or(r, |r| r.skip())?.is_some(),
                 STATE_DISABLEMENT => {
-                    state.disablement_values = nil_or(r, |r| ArrayView::decode(r, |r| r.byte_field().map(|_| ())))?
+                    state.disablement_values =
+                        nil_or(r, |r| ArrayView::decode(r, |r| r.byte_field().map(|_| ())))?
                 }
-                STATE_KEYS => state.keys = nil_or(r, |r| ArrayView::decode(r, |r| KeyView::decode(r).map(|_| ())))?,
+                STATE_KEYS => {
+                    state.keys = nil_or(r, |r| ArrayView::decode(r, |r| KeyView::decode(r).map(|_| ())))?
+                }
                 STATE_ID1 => state.state_id1 = r.uint(u64::MAX)?,
                 _ => state.state_id2 = r.uint(u64::MAX)?,
             }
@@ -524,7 +537,10 @@ impl<'a> StateView<'a> {
 
 impl<'a> ArrayView<'a> {
     /// Reads an array, checking each item with `check` so later walks cannot fail.
-    fn decode(r: &mut Reader<'a>, mut check: impl FnMut(&mut Reader<'a>) -> Result<(), CborError>) -> Result<Self, CborError> {
+    fn decode(
+        r: &mut Reader<'a>,
+        mut check: impl FnMut(&mut Reader<'a>) -> Result<(), CborError>,
+    ) -> Result<Self, CborError> {
         let h = r.head()?;
         if h.major != MAJOR_ARRAY {
             return Err(CborError::WrongType);
@@ -539,7 +555,10 @@ impl<'a> ArrayView<'a> {
 
     /// Walks the items; each was decoded successfully when the array was read, so decoding
     /// again cannot fail and an error merely ends the walk.
-    fn walk<T>(self, mut decode: impl FnMut(&mut Reader<'a>) -> Result<T, CborError> + 'a) -> impl Iterator<Item = T> + 'a {
+    fn walk<T>(
+        self,
+        mut decode: impl FnMut(&mut Reader<'a>) -> Result<T, CborError> + 'a,
+    ) -> impl Iterator<Item = T> + 'a {
         let mut r = Reader::new(self.items, 0);
         (0..self.len).map_while(move |_| decode(&mut r).ok())
     }
@@ -659,12 +678,27 @@ pub mod build {
 
     /// What an AUM changes.
     pub enum Change<'k> {
-        AddKey { key: NlPublic, votes: u16, meta: &'k [(&'k str, &'k str)] },
-        RemoveKey { key: NlPublic },
-        UpdateKey { key: NlPublic, votes: Option<u16>, meta: Option<&'k [(&'k str, &'k str)]> },
+        AddKey {
+            key: NlPublic,
+            votes: u16,
+            meta: &'k [(&'k str, &'k str)],
+        },
+        RemoveKey {
+            key: NlPublic,
+        },
+        UpdateKey {
+            key: NlPublic,
+            votes: Option<u16>,
+            meta: Option<&'k [(&'k str, &'k str)]>,
+        },
         NoOp,
         /// Genesis or a later checkpoint: the full trusted state.
-        Checkpoint { keys: &'k [(NlPublic, u16)], disablement_values: &'k [[u8; 32]], state_id1: u64, state_id2: u64 },
+        Checkpoint {
+            keys: &'k [(NlPublic, u16)],
+            disablement_values: &'k [[u8; 32]],
+            state_id1: u64,
+            state_id2: u64,
+        },
     }
 
     /// Writes the unsigned AUM into `out`, returning its length.
@@ -693,7 +727,12 @@ pub mod build {
         Ok(sink.len)
     }
 
-    fn write_aum(out: &mut impl Sink, prev: Option<&AumHash>, change: &Change<'_>, sigs: &[([u8; 32], [u8; 64])]) {
+    fn write_aum(
+        out: &mut impl Sink,
+        prev: Option<&AumHash>,
+        change: &Change<'_>,
+        sigs: &[([u8; 32], [u8; 64])],
+    ) {
         let (kind, fields) = match change {
             Change::AddKey { .. } => (AumKind::AddKey, 1),
             Change::RemoveKey { .. } => (AumKind::RemoveKey, 1),

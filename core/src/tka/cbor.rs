@@ -292,7 +292,10 @@ impl<'a> Reader<'a> {
 pub enum ByteField<'a> {
     Str(&'a [u8]),
     /// The encoded items of an array whose elements each decoded to one byte.
-    Array { items: &'a [u8], len: usize },
+    Array {
+        items: &'a [u8],
+        len: usize,
+    },
 }
 
 impl<'a> ByteField<'a> {
@@ -549,4 +552,80 @@ impl Sink for SliceSink<'_> {
 /// keys that is the order of their encoded bytes, because the head carries the length.
 pub fn text_key_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    struct Buf(heapless::Vec<u8, 64>);
+    impl Sink for Buf {
+        fn put(&mut self, bytes: &[u8]) {
+            let _ = self.0.extend_from_slice(bytes);
+        }
+    }
+
+    fn head_bytes(major: u8, arg: u64) -> heapless::Vec<u8, 64> {
+        let mut b = Buf(heapless::Vec::new());
+        write_head(&mut b, major, arg);
+        b.0
+    }
+
+    #[test]
+    fn heads_are_written_in_the_shortest_form() {
+        assert_eq!(&head_bytes(MAJOR_UINT, 23)[..], &[0x17]);
+        assert_eq!(&head_bytes(MAJOR_UINT, 24)[..], &[0x18, 24]);
+        assert_eq!(&head_bytes(MAJOR_BYTES, 256)[..], &[0x59, 1, 0]);
+        assert_eq!(&head_bytes(MAJOR_MAP, 65536)[..], &[0xba, 0, 1, 0, 0]);
+        assert_eq!(&head_bytes(MAJOR_UINT, 1 << 32)[..], &[0x1b, 0, 0, 0, 1, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn well_formedness_follows_the_reference_limits() {
+        assert_eq!(check_well_formed(&[]), Err(CborError::Truncated));
+        assert_eq!(check_well_formed(&[0x01, 0x02]), Err(CborError::TrailingBytes));
+        assert_eq!(check_well_formed(&[0x5f, 0xff]), Err(CborError::IndefiniteLength));
+        assert_eq!(check_well_formed(&[0xc1, 0x01]), Err(CborError::Tag));
+        assert_eq!(check_well_formed(&[0xf8, 0x10]), Err(CborError::Malformed));
+        assert_eq!(check_well_formed(&[0x1c]), Err(CborError::Malformed));
+        assert_eq!(check_well_formed(&[0x5a, 0xff, 0xff, 0xff, 0xff]), Err(CborError::Truncated));
+        let mut deep = [0x81u8; 17];
+        deep[16] = 0x80;
+        assert_eq!(check_well_formed(&deep[1..]), Ok(()));
+        assert_eq!(check_well_formed(&deep), Err(CborError::TooDeep));
+        assert_eq!(check_well_formed(&[0x99, 0x10, 0x01]), Err(CborError::TooLong));
+        assert_eq!(check_well_formed(&[0xb9, 0x04, 0x01]), Err(CborError::TooLong));
+    }
+
+    #[test]
+    fn struct_keys_match_as_integers_or_their_decimal_text() {
+        assert!(text_is_decimal(b"23", 23));
+        assert!(text_is_decimal(b"0", 0));
+        assert!(!text_is_decimal(b"023", 23));
+        // {"1": 5, 9: 0, "9": 0} -> field 1 = 5; int 9 and text "9" are different unknown keys.
+        let data = [0xa3, 0x61, b'1', 0x05, 0x09, 0x00, 0x61, b'9', 0x00];
+        let mut seen = None;
+        decode_struct(&mut Reader::new(&data, 0), &[1], |f, r| {
+            seen = Some((f, r.uint(255)?));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, Some((1, 5)));
+        let dup = [0xa2, 0x01, 0x05, 0x61, b'1', 0x06];
+        assert_eq!(
+            decode_struct(&mut Reader::new(&dup, 0), &[1], |_, r| r.uint(255).map(|_| ())),
+            Err(CborError::DuplicateKey)
+        );
+    }
+
+    #[test]
+    fn byte_fields_accept_arrays_of_small_integers() {
+        let data = [0x83, 0x01, 0x18, 0xff, 0xf6];
+        let field = Reader::new(&data, 0).byte_field().unwrap().unwrap();
+        assert_eq!(field.len(), 3);
+        assert!(field.eq_bytes(&[1, 255, 0]));
+        assert_eq!(Reader::new(&[0x81, 0x19, 0x01, 0x00], 0).byte_field().unwrap_err(), CborError::Overflow);
+        assert_eq!(Reader::new(&[0x61, b'a'], 0).byte_field().unwrap_err(), CborError::WrongType);
+    }
 }

@@ -76,9 +76,8 @@ impl fmt::Debug for DisablementSecret {
 pub fn kdf(secret: &[u8]) -> [u8; 32] {
     use argon2::{Algorithm, Argon2, Params, Version};
     let mut out = [0u8; 32];
-    let hashed = Params::new(KDF_MEMORY_KIB, KDF_PASSES, KDF_LANES, Some(out.len()))
-        .map_err(|_| ())
-        .and_then(|p| {
+    let hashed =
+        Params::new(KDF_MEMORY_KIB, KDF_PASSES, KDF_LANES, Some(out.len())).map_err(|_| ()).and_then(|p| {
             Argon2::new(Algorithm::Argon2i, Version::V0x13, p)
                 .hash_password_into(secret, KDF_SALT, &mut out)
                 .map_err(|_| ())

@@ -100,11 +100,7 @@ pub fn filter_peers(
 /// The reference walks its groups in Go map order and lets rule 2's marks of one group affect
 /// the next; we walk groups in netmap order. The outcomes differ only when one group's losers
 /// are members of another group, which takes two roots sharing node keys.
-fn mark_obsolete(
-    peers: &[Peer<'_>],
-    rotations: &[Option<RotationDetails>],
-    verdicts: &mut [PeerVerdict],
-) {
+fn mark_obsolete(peers: &[Peer<'_>], rotations: &[Option<RotationDetails>], verdicts: &mut [PeerVerdict]) {
     let is_prev_key = |key: &NodePublic| rotations.iter().flatten().any(|d| d.prev_node_keys.contains(key));
     let mut obsolete = [false; MAX_PEERS];
     // Rule 1 applies to any peer, signed by rotation or not.
@@ -149,5 +145,86 @@ fn mark_obsolete(
         if *o && v.allowed() {
             *v = PeerVerdict::ObsoleteByRotation;
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::key::NlPublic;
+    use crate::tka::sig::build;
+    use crate::tka::{verify, TrustedKey};
+
+    const TRUSTED: [u8; 32] = [1; 32];
+    const NODE_NL: [u8; 32] = [2; 32];
+
+    fn state() -> State {
+        let mut s = State::default();
+        s.keys.push(TrustedKey::ed25519(verify::public_of(&TRUSTED), 1)).unwrap();
+        s
+    }
+
+    fn direct(node: &NodePublic) -> heapless::Vec<u8, 512> {
+        let mut buf = [0u8; 512];
+        let n =
+            build::direct(&mut buf, &TRUSTED, node, Some(&NlPublic(verify::public_of(&NODE_NL)))).unwrap();
+        heapless::Vec::from_slice(&buf[..n]).unwrap()
+    }
+
+    fn rotate(prev: &[u8], node: &NodePublic) -> heapless::Vec<u8, 512> {
+        let mut buf = [0u8; 512];
+        let n = build::rotation(&mut buf, &NODE_NL, node, prev).unwrap();
+        heapless::Vec::from_slice(&buf[..n]).unwrap()
+    }
+
+    fn peer(node_key: NodePublic, key_signature: &[u8]) -> Peer<'_> {
+        Peer { node_key, key_signature, unsigned_peer_api_only: false }
+    }
+
+    #[test]
+    fn unsigned_and_badly_signed_peers_are_dropped_and_we_see_our_own_lockout() {
+        let (me, a, b, c) =
+            (NodePublic([9; 32]), NodePublic([10; 32]), NodePublic([11; 32]), NodePublic([12; 32]));
+        let sig_a = direct(&a);
+        let peers = [
+            peer(a, &sig_a),
+            peer(b, &[]),
+            peer(c, &sig_a),
+            Peer { node_key: NodePublic([13; 32]), key_signature: &[], unsigned_peer_api_only: true },
+        ];
+        let r = filter_peers(&state(), &me, &[], &peers).unwrap();
+        assert_eq!(
+            &r.verdicts[..],
+            &[PeerVerdict::Authorized, PeerVerdict::Unsigned, PeerVerdict::BadSignature, PeerVerdict::Exempt]
+        );
+        assert!(r.self_locked_out);
+        let mine = direct(&me);
+        assert!(!filter_peers(&state(), &me, &mine, &peers).unwrap().self_locked_out);
+    }
+
+    #[test]
+    fn rotated_away_keys_and_tied_rotations_are_obsolete() {
+        let (n1, n2, n3, n4) =
+            (NodePublic([21; 32]), NodePublic([22; 32]), NodePublic([23; 32]), NodePublic([24; 32]));
+        let d1 = direct(&n1);
+        let r2 = rotate(&d1, &n2);
+        let r3 = rotate(&r2, &n3);
+        // n1 and n2 still appear with their old signatures; n3's chain names both as previous.
+        let peers = [peer(n1, &d1), peer(n2, &r2), peer(n3, &r3)];
+        let r = filter_peers(&state(), &n3, &r3, &peers).unwrap();
+        assert_eq!(
+            &r.verdicts[..],
+            &[PeerVerdict::ObsoleteByRotation, PeerVerdict::ObsoleteByRotation, PeerVerdict::Authorized]
+        );
+        // Two clones rotated once each from the same Direct signature: neither can be trusted.
+        let r4 = rotate(&d1, &n4);
+        let peers = [peer(n2, &r2), peer(n4, &r4)];
+        let r = filter_peers(&state(), &n3, &r3, &peers).unwrap();
+        assert_eq!(&r.verdicts[..], &[PeerVerdict::ObsoleteByRotation, PeerVerdict::ObsoleteByRotation]);
+        // The longer chain wins over the shorter one.
+        let peers = [peer(n3, &r3), peer(n4, &r4)];
+        let r = filter_peers(&state(), &n3, &r3, &peers).unwrap();
+        assert_eq!(&r.verdicts[..], &[PeerVerdict::Authorized, PeerVerdict::ObsoleteByRotation]);
     }
 }

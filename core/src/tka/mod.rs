@@ -164,3 +164,26 @@ impl fmt::Display for TkaError {
 
 #[cfg(feature = "std")]
 impl std::error::Error for TkaError {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn aum_hashes_print_as_unpadded_base32() {
+        let h = AumHash([0; 32]);
+        assert_eq!(h.to_string(), "A".repeat(52));
+        let h = AumHash([0xff; 32]);
+        // 256 bits: 51 full characters and one of 1 bit, zero-padded.
+        assert_eq!(h.to_string(), std::format!("{}Q", "7".repeat(51)));
+        let mut raw = [0u8; 32];
+        raw.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8 * 7);
+        let h = AumHash(raw);
+        assert_eq!(AumHash::parse(&h.to_string()), Some(h));
+        assert_eq!(AumHash::parse(&std::format!("{}R", "7".repeat(51))), None, "non-zero trailing bits");
+        assert_eq!(AumHash::parse("AAAA"), None);
+    }
+}

@@ -4,7 +4,10 @@
 
 use heapless::Vec;
 
-use super::cbor::{self, decode_struct, write_bytes, write_head, ByteField, CborError, HashSink, Reader, Sink, MAJOR_MAP, MAJOR_UINT};
+use super::cbor::{
+    self, decode_struct, write_bytes, write_head, ByteField, CborError, HashSink, Reader, Sink, MAJOR_MAP,
+    MAJOR_UINT,
+};
 use super::{verify, State, TkaError};
 use crate::key::{NlPublic, NodePublic};
 
@@ -102,8 +105,14 @@ impl<'a> NodeKeySignature<'a> {
     }
 
     fn decode_at(r: &mut Reader<'a>) -> Result<Self, CborError> {
-        let mut sig =
-            NodeKeySignature { kind: SigKind::Invalid, pubkey: None, key_id: None, signature: None, nested: None, wrapping_pubkey: None };
+        let mut sig = NodeKeySignature {
+            kind: SigKind::Invalid,
+            pubkey: None,
+            key_id: None,
+            signature: None,
+            nested: None,
+            wrapping_pubkey: None,
+        };
         decode_struct(r, NKS_FIELDS, |field, r| {
             match field {
                 NKS_KIND => sig.kind = SigKind::from_u8(r.uint(u64::from(u8::MAX))? as u8),
@@ -212,7 +221,8 @@ impl<'a> NodeKeySignature<'a> {
             SigKind::Rotation => {
                 let nested = self.nested().ok_or(TkaError::Invalid("rotation without a nested signature"))?;
                 let wrapping = nested.wrapping_public().ok_or(TkaError::Invalid("no rotation key"))?;
-                let wrapping = wrapping.to_array::<32>().ok_or(TkaError::Invalid("rotation key is not 32 bytes"))?;
+                let wrapping =
+                    wrapping.to_array::<32>().ok_or(TkaError::Invalid("rotation key is not 32 bytes"))?;
                 if !signature.is_some_and(|s| verify::go_stdlib(&wrapping, &sig_hash, &s)) {
                     return Err(TkaError::BadSignature);
                 }
@@ -227,7 +237,7 @@ impl<'a> NodeKeySignature<'a> {
                 if self.nested.is_some() {
                     return Err(TkaError::Invalid("direct and credential signatures cannot nest"));
                 }
-                let public = trusted.ed25519().ok_or(TkaError::BadSignature)?;
+                let public = trusted.ed25519_public().ok_or(TkaError::BadSignature)?;
                 if !signature.is_some_and(|s| verify::zip215(&public, &sig_hash, &s)) {
                     return Err(TkaError::BadSignature);
                 }
@@ -313,14 +323,30 @@ pub mod build {
     ) -> Result<usize, TkaError> {
         let id = verify::public_of(signer_seed);
         let pubkey = node_key_binary(node_key);
-        let fields = Fields { kind: SigKind::Direct, pubkey: Some(&pubkey), key_id: Some(&id), nested: None, wrapping: rotation_key.map(|k| &k.0) };
+        let fields = Fields {
+            kind: SigKind::Direct,
+            pubkey: Some(&pubkey),
+            key_id: Some(&id),
+            nested: None,
+            wrapping: rotation_key.map(|k| &k.0),
+        };
         sign_into(out, &fields, signer_seed)
     }
 
     /// A Credential by the trusted key `signer_seed` over the wrapping key `wrapping`.
-    pub fn credential(out: &mut [u8], signer_seed: &[u8; 32], wrapping: &[u8; 32]) -> Result<usize, TkaError> {
+    pub fn credential(
+        out: &mut [u8],
+        signer_seed: &[u8; 32],
+        wrapping: &[u8; 32],
+    ) -> Result<usize, TkaError> {
         let id = verify::public_of(signer_seed);
-        let fields = Fields { kind: SigKind::Credential, pubkey: None, key_id: Some(&id), nested: None, wrapping: Some(wrapping) };
+        let fields = Fields {
+            kind: SigKind::Credential,
+            pubkey: None,
+            key_id: Some(&id),
+            nested: None,
+            wrapping: Some(wrapping),
+        };
         sign_into(out, &fields, signer_seed)
     }
 
@@ -336,7 +362,13 @@ pub mod build {
     ) -> Result<usize, TkaError> {
         let nested = NodeKeySignature::decode(previous)?;
         let pubkey = node_key_binary(new_node_key);
-        let fields = Fields { kind: SigKind::Rotation, pubkey: Some(&pubkey), key_id: None, nested: Some(&nested), wrapping: None };
+        let fields = Fields {
+            kind: SigKind::Rotation,
+            pubkey: Some(&pubkey),
+            key_id: None,
+            nested: Some(&nested),
+            wrapping: None,
+        };
         sign_into(out, &fields, wrapping_seed)
     }
 
@@ -456,4 +488,42 @@ pub fn base64_raw_std_decode(text: &[u8], out: &mut [u8]) -> Option<usize> {
         n += bytes;
     }
     Some(n)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::tka::TrustedKey;
+
+    #[test]
+    fn base64_matches_go_raw_std_encoding() {
+        let mut out = [0u8; 8];
+        assert_eq!(base64_raw_std_decode(b"aGVsbG8", &mut out), Some(5));
+        assert_eq!(&out[..5], b"hello");
+        assert_eq!(base64_raw_std_decode(b"aGVsbG9", &mut out), None, "non-zero trailing bits");
+        assert_eq!(base64_raw_std_decode(b"aGVsbG8=", &mut out), None, "padding");
+        assert_eq!(base64_raw_std_decode(b"a", &mut out), None);
+        assert_eq!(base64_raw_std_decode(b"aGVsbG8gd29ybGQ", &mut out), None, "output too small");
+    }
+
+    #[test]
+    fn a_rotation_chain_verifies_and_names_its_previous_keys() {
+        let trusted = [1u8; 32];
+        let node_nl = [2u8; 32];
+        let mut state = State::default();
+        state.keys.push(TrustedKey::ed25519(verify::public_of(&trusted), 1)).unwrap();
+        let (n1, n2) = (NodePublic([5; 32]), NodePublic([6; 32]));
+        let mut d = [0u8; 512];
+        let dn = build::direct(&mut d, &trusted, &n1, Some(&NlPublic(verify::public_of(&node_nl)))).unwrap();
+        let mut r = [0u8; 512];
+        let rn = build::rotation(&mut r, &node_nl, &n2, &d[..dn]).unwrap();
+        assert_eq!(node_key_authorized(&state, &n1, &d[..dn]), Ok(None));
+        let details = node_key_authorized(&state, &n2, &r[..rn]).unwrap().unwrap();
+        assert_eq!(&details.prev_node_keys[..], &[n1]);
+        assert_eq!(details.initial_kind, SigKind::Direct);
+        // Signed by the trusted key instead of the node's wrapping key: refused.
+        let bad = build::rotation(&mut r, &trusted, &n2, &d[..dn]).unwrap();
+        assert_eq!(node_key_authorized(&state, &n2, &r[..bad]), Err(TkaError::BadSignature));
+    }
 }

@@ -36,19 +36,24 @@ impl TrustedKey {
         Ok(out)
     }
 
+    /// A trusted ed25519 key (votes 1 to 4096 in a valid state).
+    pub fn ed25519(public: [u8; 32], votes: u16) -> Self {
+        TrustedKey { public, public_len: 32, votes }
+    }
+
     /// The key ID, which for ed25519 keys is the public key.
     pub fn id(&self) -> &[u8] {
         &self.public[..usize::from(self.public_len)]
     }
 
     /// The ed25519 public key, if this key is 32 bytes long (only then can it sign).
-    pub fn ed25519(&self) -> Option<[u8; 32]> {
+    pub fn ed25519_public(&self) -> Option<[u8; 32]> {
         (usize::from(self.public_len) == 32).then_some(self.public)
     }
 
     /// As a tailnet-lock public key (`tlpub:` in the CLI), if it is 32 bytes long.
     pub fn nl_public(&self) -> Option<NlPublic> {
-        self.ed25519().map(NlPublic)
+        self.ed25519_public().map(NlPublic)
     }
 }
 
@@ -78,8 +83,12 @@ impl State {
     pub fn from_checkpoint(view: &StateView<'_>, hash: AumHash) -> Result<Self, TkaError> {
         let mut state = State { state_id1: view.state_id1, state_id2: view.state_id2, ..State::default() };
         for value in view.disablement_values() {
-            let value = value.and_then(|v| v.to_array::<32>()).ok_or(TkaError::Invalid("disablement value"))?;
-            state.disablement_values.push(value).map_err(|_| TkaError::Invalid("too many disablement values"))?;
+            let value =
+                value.and_then(|v| v.to_array::<32>()).ok_or(TkaError::Invalid("disablement value"))?;
+            state
+                .disablement_values
+                .push(value)
+                .map_err(|_| TkaError::Invalid("too many disablement values"))?;
         }
         for key in view.keys() {
             let key = TrustedKey::from_view(key.id(), key.votes)?;

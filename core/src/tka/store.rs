@@ -16,10 +16,6 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
-
-    pub fn len(&self) -> usize {
-        self.aums.len()
-    }
 }
 
 impl AumStore for MemoryStore {
