@@ -37,6 +37,7 @@ commands:
   logout      log out and forget this node's key
   version     print the version, the board and the target it was built for
   board       print the board configuration compiled into this binary
+  store info  show the flash store's capacity, use, erase counts and record kinds (--state PATH)
   help        print this help
 
 Every verb but run, version, board and help takes --socket PATH (default /var/run/tinytail/tinytail.sock).
@@ -68,6 +69,7 @@ pub fn run(args: &[String], board: &Board, build: &Build) -> ExitCode {
         Some("logout") => cmd_simple(rest, Request::Logout),
         Some("status") => cmd_status(rest),
         Some("ip") => cmd_ip(rest),
+        Some("store") => return crate::store_cmd::run(rest, board),
         None | Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             if verb.is_none() {

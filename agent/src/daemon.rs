@@ -34,6 +34,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(3);
 const BACKOFF_JITTER: Duration = Duration::from_secs(1);
 /// Routes an exit node advertises (`ts:ipn/ipnlocal/local.go`).
 const EXIT_ROUTES: [&str; 2] = ["0.0.0.0/0", "::/0"];
+/// After a policy-only map update, wait this long (coalescing bursts) before re-polling for a
+/// full map that carries our own node.
+const POLICY_REFRESH_DELAY: Duration = Duration::from_millis(500);
 /// Reply lines from the CLI are at most this long.
 const REQUEST_MAX: usize = 64 << 10;
 
@@ -573,8 +576,25 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
     let mut stream = session.map_stream(&map_request(node_public, disco, &hostinfo_now, true)).await?;
     let mut got_node = false;
     let mut last_ping_url = String::new();
+    let mut refresh_at: Option<tokio::time::Instant> = None;
     loop {
-        let resp = stream.next().await?;
+        let refresh_due = async {
+            match refresh_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let next = tokio::select! {
+            resp = stream.next() => Some(resp?),
+            () = refresh_due => None,
+        };
+        let Some(resp) = next else {
+            // Open the new poll before dropping the old one, so control never sees us offline.
+            refresh_at = None;
+            stream = session.map_stream(&map_request(node_public, disco, &hostinfo_now, true)).await?;
+            got_node = false;
+            continue;
+        };
         *failures = 0;
         if let Some(ping) = resp.ping_request.clone() {
             if ping.url != last_ping_url {
@@ -593,6 +613,12 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
             return Err(ControlError::Protocol("initial map response lacked the node".into()));
         }
         got_node = true;
+        if resp.node.is_none() && (resp.packet_filters.is_some() || resp.packet_filter.is_some()) {
+            // A policy change. Headscale v0.29.2 sends route approvals this way without our own
+            // node (state.go `SetApprovedRoutes` -> `PolicyChange`, no origin node), so our
+            // enabled routes would stay stale until the next full map: re-poll for one.
+            refresh_at = Some(tokio::time::Instant::now() + POLICY_REFRESH_DELAY);
+        }
         let derp_update = {
             let mut s = agent.lock();
             let applied = s.netmap.apply(resp);

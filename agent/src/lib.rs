@@ -11,4 +11,5 @@ pub mod prefix;
 pub mod random;
 pub mod state;
 pub mod status;
+pub mod store_cmd;
 pub mod tailcfg;

@@ -26,7 +26,11 @@ impl std::error::Error for PrefixError {}
 impl Prefix {
     /// `ADDR/BITS`; a bare address is taken as a host prefix.
     pub fn parse(text: &str) -> Result<Prefix, PrefixError> {
-        let bad = |why: &str| PrefixError(format!("invalid prefix \"{text}\": {why}"));
+        Prefix::parse_named(text, "prefix")
+    }
+
+    fn parse_named(text: &str, what: &str) -> Result<Prefix, PrefixError> {
+        let bad = |why: &str| PrefixError(format!("invalid {what} \"{text}\": {why}"));
         let (addr, bits) = match text.split_once('/') {
             Some((a, b)) => (a, Some(b)),
             None => (text, None),
@@ -55,7 +59,7 @@ impl Prefix {
                 "invalid route \"{text}\": expected CIDR notation like 192.168.1.0/24"
             )));
         }
-        let p = Prefix::parse(text)?;
+        let p = Prefix::parse_named(text, "route")?;
         if p.masked() != p {
             return Err(PrefixError(format!(
                 "invalid route \"{text}\": host bits are set; did you mean {}?",

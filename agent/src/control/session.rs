@@ -20,6 +20,8 @@ const REGISTER_RESPONSE_MAX: usize = 1 << 20;
 pub const MAP_WATCHDOG: Duration = Duration::from_secs(120);
 /// Cap on one decompressed map response.
 const MAP_DECODED_MAX: u64 = 16 << 20;
+/// When set, every map message is logged in full (development only: it holds the whole netmap).
+const DEBUG_MAP_ENV: &str = "TINYTAIL_DEBUG_MAP";
 /// A PingRequest's HEAD times out after this long (`direct.go` `answerPing`).
 pub const PING_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -131,6 +133,9 @@ impl MapStream {
             {
                 let json = if self.compressed { zstd_decode(message)? } else { message.to_vec() };
                 self.buf.drain(..used);
+                if std::env::var_os(DEBUG_MAP_ENV).is_some() {
+                    crate::daemon::log(&format!("map message: {}", String::from_utf8_lossy(&json)));
+                }
                 return serde_json::from_slice(&json)
                     .map_err(|e| ControlError::Protocol(format!("map response: {e}")));
             }
