@@ -6,6 +6,7 @@ use super::cbor::{
     Reader, Sink, MAJOR_ARRAY, MAJOR_MAP, MAJOR_SIMPLE, MAJOR_UINT,
 };
 use super::limits::{MAX_DISABLEMENT_VALUES, MAX_KEYS, MAX_KEY_VOTES, MAX_META_BYTES};
+use super::state::MAX_PUBLIC_LEN;
 use super::{verify, AumHash, TkaError};
 
 /// `AUMKind` (`ts:tka/aum.go`); the numbers are fixed by the wire format.
@@ -515,13 +516,22 @@ impl<'a> StateView<'a> {
         if keys > MAX_KEYS {
             return Err(TkaError::TooManyKeys);
         }
+        // Key IDs seen so far, copied out once: comparing views would re-decode the array for
+        // every pair. About 17 KiB of stack at the 512-key limit.
+        let mut seen: heapless::Vec<(u8, [u8; MAX_PUBLIC_LEN]), MAX_KEYS> = heapless::Vec::new();
         for key in self.keys() {
             key.static_validate()?;
-        }
-        for (i, key) in self.keys().enumerate() {
-            if self.keys().take(i).any(|e| e.id().same_as(&key.id())) {
+            let id = key.id();
+            if id.len() > MAX_PUBLIC_LEN {
+                return Err(TkaError::Unsupported("trusted key longer than 32 bytes"));
+            }
+            let mut raw = [0u8; MAX_PUBLIC_LEN];
+            raw.iter_mut().zip(id.iter()).for_each(|(r, b)| *r = b);
+            let entry = (id.len() as u8, raw);
+            if seen.contains(&entry) {
                 return Err(TkaError::Invalid("duplicate key in checkpoint"));
             }
+            seen.push(entry).map_err(|_| TkaError::TooManyKeys)?;
         }
         Ok(())
     }
