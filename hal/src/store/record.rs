@@ -28,10 +28,13 @@ pub enum RecordKind {
     ConfigHostname,
     ConfigLoginServer,
     ConfigWebPasswordHash,
+    /// Whether to connect at start (`up` sets it, `down` clears it).
+    ConfigWantRunning,
+    ConfigAcceptRoutes,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 14] = [
+    pub const ALL: [RecordKind; 16] = [
         RecordKind::MachineKey,
         RecordKind::NodeKey,
         RecordKind::PreviousNodeKey,
@@ -46,6 +49,8 @@ impl RecordKind {
         RecordKind::ConfigHostname,
         RecordKind::ConfigLoginServer,
         RecordKind::ConfigWebPasswordHash,
+        RecordKind::ConfigWantRunning,
+        RecordKind::ConfigAcceptRoutes,
     ];
 
     /// The id written to flash.
@@ -65,6 +70,8 @@ impl RecordKind {
             RecordKind::ConfigHostname => 0x0103,
             RecordKind::ConfigLoginServer => 0x0104,
             RecordKind::ConfigWebPasswordHash => 0x0105,
+            RecordKind::ConfigWantRunning => 0x0106,
+            RecordKind::ConfigAcceptRoutes => 0x0107,
         }
     }
 
@@ -119,6 +126,8 @@ impl RecordKind {
             RecordKind::ConfigHostname => "config.hostname",
             RecordKind::ConfigLoginServer => "config.login-server",
             RecordKind::ConfigWebPasswordHash => "config.web-password-hash",
+            RecordKind::ConfigWantRunning => "config.want-running",
+            RecordKind::ConfigAcceptRoutes => "config.accept-routes",
         }
     }
 }
@@ -138,6 +147,8 @@ pub enum ConfigKey {
     Hostname,
     LoginServer,
     WebPasswordHash,
+    WantRunning,
+    AcceptRoutes,
 }
 
 /// The address of one record, as the agent names it.
@@ -173,6 +184,8 @@ impl Record<'_> {
             Record::Config(ConfigKey::Hostname) => RecordKind::ConfigHostname,
             Record::Config(ConfigKey::LoginServer) => RecordKind::ConfigLoginServer,
             Record::Config(ConfigKey::WebPasswordHash) => RecordKind::ConfigWebPasswordHash,
+            Record::Config(ConfigKey::WantRunning) => RecordKind::ConfigWantRunning,
+            Record::Config(ConfigKey::AcceptRoutes) => RecordKind::ConfigAcceptRoutes,
         }
     }
 }
