@@ -53,6 +53,7 @@ struct Nks {
     rotation: bool,
     initial_kind: u8,
     initial_wrapping: String,
+    sig_string: String,
 }
 
 #[derive(Deserialize)]
@@ -117,8 +118,7 @@ fn assert_state(name: &str, authority: &Authority, want: &VecState) {
     let state = authority.state();
     assert_eq!(authority.head().to_string(), want.head, "{name}: head");
     let keys: Vec<(String, u64)> = state.keys.iter().map(|k| (hex(k.id()), u64::from(k.votes))).collect();
-    let want_keys: Vec<(String, u64)> =
-        want.keys.iter().flatten().map(|k| (k.id.clone(), k.votes)).collect();
+    let want_keys: Vec<(String, u64)> = want.keys.iter().flatten().map(|k| (k.id.clone(), k.votes)).collect();
     assert_eq!(keys, want_keys, "{name}: keys");
     let dis: Vec<String> = state.disablement_values.iter().map(|d| hex(d)).collect();
     assert_eq!(&dis, want.disablement.as_ref().unwrap_or(&Vec::new()), "{name}: disablement values");
@@ -186,6 +186,9 @@ fn node_key_signatures_reach_the_reference_verdicts() {
                 assert_eq!(wrap, n.initial_wrapping, "{}: initial wrapping key", n.name);
             }
         }
+        if let Ok(decoded) = NodeKeySignature::decode(&sig) {
+            assert_eq!(decoded.to_string(), n.sig_string, "{}: printed form", n.name);
+        }
         // Signatures that decode re-encode byte for byte (the reference's own output).
         if let Ok(decoded) = NodeKeySignature::decode(&sig) {
             if !n.name.contains("header in two bytes") {
@@ -248,7 +251,10 @@ fn disablement_secrets_check_like_the_reference() {
         let (_, authority) = bootstrap(&d.genesis, &[]);
         let secret = DisablementSecret::parse(&d.secret).expect("secret text");
         assert_eq!(authority.valid_disablement(secret.expose()), d.ok, "{}", d.name);
-        assert_eq!(secret.cli().to_string(), d.secret.to_uppercase().replace("DISABLEMENT-SECRET:", "disablement-secret:"));
+        assert_eq!(
+            secret.cli().to_string(),
+            d.secret.to_uppercase().replace("DISABLEMENT-SECRET:", "disablement-secret:")
+        );
         let _ = d.negative;
     }
 }

@@ -2,6 +2,8 @@
 //! canonical encoding, verification against a [`State`], rotation details, building, and the
 //! wrapped pre-auth key form.
 
+use core::fmt;
+
 use heapless::Vec;
 
 use super::cbor::{
@@ -44,6 +46,20 @@ impl SigKind {
             SigKind::Credential => 3,
             SigKind::Unknown(v) => v,
         }
+    }
+
+    /// The name the reference prints (`SigKind.String`), with `Sig?<n>` for unknown kinds.
+    pub fn name_for_display(self) -> impl fmt::Display {
+        struct Name(SigKind);
+        impl fmt::Display for Name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.0 {
+                    SigKind::Unknown(n) => write!(f, "Sig?<{n}>"),
+                    kind => f.write_str(kind.name()),
+                }
+            }
+        }
+        Name(self)
     }
 
     /// The name the reference prints (`SigKind.String`).
@@ -274,6 +290,63 @@ impl<'a> NodeKeySignature<'a> {
             initial_kind: initial.kind,
             initial_wrapping_pubkey: initial.wrapping_pubkey.and_then(|w| w.to_array::<32>()),
         }))
+    }
+}
+
+/// The multi-line form `tailscale lock` prints for a signature (`NodeKeySignature.String`):
+/// one `Field: value` line per set field, nested signatures indented by two spaces.
+impl fmt::Display for NodeKeySignature<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_lines(f, 0)
+    }
+}
+
+impl NodeKeySignature<'_> {
+    fn write_lines(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
+        let indent = |f: &mut fmt::Formatter<'_>| (0..depth).try_for_each(|_| f.write_str("  "));
+        // Every line but the first starts with a newline, so the output has no trailing one.
+        if depth > 0 {
+            f.write_str("\n")?;
+        }
+        indent(f)?;
+        write!(f, "SigKind: {}", self.kind.name_for_display())?;
+        if let Some(p) = self.pubkey.filter(|p| !p.is_empty()) {
+            f.write_str("\n")?;
+            indent(f)?;
+            f.write_str("Pubkey: ")?;
+            match binary_node_key(&p) {
+                Some(key) => {
+                    let mut raw = [0u8; 32];
+                    raw.copy_from_slice(&key[2..]);
+                    // The reference prints nothing for the all-zero key.
+                    if raw != [0; 32] {
+                        write!(f, "{}", NodePublic(raw).short())?;
+                    }
+                }
+                None if p.len() >= 2 && p.iter().take(2).eq(NODE_KEY_BINARY_PREFIX.iter().copied()) => {
+                    write!(f, "<error: incorrect len for NodePublic ({} != 34)>", p.len())?
+                }
+                None => f.write_str("<error: missing/incorrect type prefix np>")?,
+            }
+        }
+        for (label, field) in [("KeyID", self.key_id), ("WrappingPubkey", self.wrapping_pubkey)] {
+            if let Some(k) = field.filter(|k| !k.is_empty()) {
+                // Shorter IDs are zero-padded and longer ones cut to 32 bytes, as the reference's
+                // `NLPublicFromEd25519Unsafe` does.
+                let mut raw = [0u8; 32];
+                raw.iter_mut().zip(k.iter()).for_each(|(r, b)| *r = b);
+                f.write_str("\n")?;
+                indent(f)?;
+                write!(f, "{label}: {}", NlPublic(raw).cli())?;
+            }
+        }
+        if let Some(nested) = self.nested() {
+            f.write_str("\n")?;
+            indent(f)?;
+            f.write_str("Nested:")?;
+            nested.write_lines(f, depth + 1)?;
+        }
+        Ok(())
     }
 }
 
