@@ -176,7 +176,7 @@ const SOCKET_FLAG: (&str, Kind) = ("socket", Kind::Value);
 fn cmd_run(args: &[String], board: &Board, build: &Build) -> Result<(), Failure> {
     let flags = Flags::parse(args, &[SOCKET_FLAG, ("state", Kind::Value)])?;
     let opts = RunOptions {
-        state_path: flags.get("state").map_or_else(|| daemon::default_state_path(board), PathBuf::from),
+        state_path: flags.get("state").map(PathBuf::from),
         socket_path: flags.socket(),
         version: build.version.to_string(),
     };

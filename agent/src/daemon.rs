@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tinytail_core::control::CAPABILITY_VERSION;
 use tinytail_core::key::{AuthKey, DiscoPublic, NodePublic, PrivateKey};
-use tinytail_hal::board::{Board, Storage};
+use tinytail_hal::board::Board;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
@@ -21,7 +21,7 @@ use crate::control::{http1, noise_io, transport, ControlError, ServerUrl};
 use crate::ipc::{Reply, Request, UpArgs};
 use crate::netmap::NetMap;
 use crate::prefix::Prefix;
-use crate::state::{FileStore, Prefs, State, StateStore};
+use crate::state::{FlashState, Prefs, State, StateStore};
 use crate::tailcfg::{self, Hostinfo, MapRequest, NetInfo, RegisterAuth, RegisterRequest};
 use crate::{clock, random, status};
 
@@ -42,20 +42,10 @@ const REQUEST_MAX: usize = 64 << 10;
 
 /// Options of `tinytail run`.
 pub struct RunOptions {
-    pub state_path: PathBuf,
+    /// The store's image file or MTD device, overriding the board's (`--state`).
+    pub state_path: Option<PathBuf>,
     pub socket_path: PathBuf,
     pub version: String,
-}
-
-/// The interim store's default path: beside the board's store location (see state.rs).
-pub fn default_state_path(board: &Board) -> PathBuf {
-    match board.storage {
-        Storage::File(path) => {
-            let dir = Path::new(path).parent().unwrap_or(Path::new("/var/lib/tinytail"));
-            dir.join("control-state.json")
-        }
-        Storage::Mtd(_) => PathBuf::from("/etc/tinytail/control-state.json"),
-    }
 }
 
 /// Where the node stands, named as tailscale's `ipn.State`.
@@ -108,7 +98,7 @@ pub struct Shared {
 #[derive(Clone)]
 struct Agent {
     shared: Arc<Mutex<Shared>>,
-    store: Arc<FileStore>,
+    store: Arc<FlashState>,
     ca_bundle: &'static str,
     changed: watch::Sender<u64>,
 }
@@ -141,7 +131,7 @@ pub fn run(board: &Board, opts: RunOptions) -> Result<(), String> {
 }
 
 async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
-    let store = FileStore::new(&opts.state_path);
+    let store = FlashState::open(&board.storage, opts.state_path.as_deref())?;
     let state = store.load().map_err(|e| format!("loading state: {e}"))?;
     let disco = random::private_key();
     let backend = if !state.registered {
@@ -169,11 +159,9 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
         changed: watch::channel(0).0,
     };
     let listener = bind_socket(&opts.socket_path)?;
-    log(&format!(
-        "agent started; state {}, socket {}",
-        opts.state_path.display(),
-        opts.socket_path.display()
-    ));
+    let store_location =
+        opts.state_path.as_ref().map_or_else(|| board.storage.to_string(), |p| p.display().to_string());
+    log(&format!("agent started; store {store_location}, socket {}", opts.socket_path.display()));
     if start_control {
         start_control_loop(&agent, None);
     }

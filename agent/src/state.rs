@@ -1,24 +1,26 @@
 //! The agent's persistent state: machine key, node key, the previous node key, and the prefs
-//! `up` set. Interim: a small JSON file (0600, written to a temp file, fsynced, renamed, directory
-//! fsynced) until `hal::store` (the power-safe flash store) lands; everything else in the agent
-//! goes through [`StateStore`], so switching is a change to this file only.
+//! `up` set, kept in `hal::store` (the power-safe flash store; `--state PATH` names its image
+//! file or MTD device). Everything else in the agent goes through [`StateStore`].
 //!
 //! Private keys exist only here and in memory. Auth keys are never part of the state.
+//!
+//! Partial: the store has no record yet for "want running" (what `down` clears) or
+//! `--accept-routes`; until `hal::store::ConfigKey` grows them, a node with a key starts
+//! connected after a restart even if `down` was run, and `--accept-routes` is not kept.
 
-use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-use tinytail_core::key::{NodePublic, PrivateKey, KEY_LEN};
+use tinytail_core::key::{NodePublic, PrivateKey};
+use tinytail_hal::board::Storage;
+use tinytail_hal::store::{self, ConfigKey, DeviceFlash, Record, Store, StoreError, Transaction};
 
-/// Text prefix of private keys (`ts:types/key/node.go`).
-const PRIVATE_PREFIX: &str = "privkey:";
+/// Stored form of boolean config records.
+const ON: &[u8] = b"on";
+const OFF: &[u8] = b"off";
 
 /// The prefs `tinytail up` sets (flags spelled as `tailscale up` spells them).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prefs {
     pub login_server: String,
     pub hostname: String,
@@ -26,10 +28,11 @@ pub struct Prefs {
     pub advertise_exit_node: bool,
     /// `--snat-subnet-routes` (default true).
     pub snat_subnet_routes: bool,
+    /// Not persisted yet (see the module docs).
     pub accept_routes: bool,
 }
 
-/// Everything persisted.
+/// Everything the agent keeps across restarts.
 #[derive(Debug, Clone, Default)]
 pub struct State {
     pub machine_key: Option<PrivateKey>,
@@ -37,185 +40,185 @@ pub struct State {
     /// The node key we replaced, sent as `OldNodeKey` until control confirms the new one.
     pub old_node_key: Option<NodePublic>,
     pub prefs: Prefs,
-    /// True after a successful registration (until logout).
+    /// True after a successful registration (until logout). Stored as "a node key exists": the
+    /// node key is written only once control accepted it.
     pub registered: bool,
-    /// `up` sets it, `down` clears it: whether to connect at start.
+    /// `up` sets it, `down` clears it: whether to connect at start. Not stored yet; a stored
+    /// node key means "running" at start.
     pub want_running: bool,
-    /// Control's ID for us, for status only.
+    /// Control's ID for us, for status only; not stored (the map brings it).
     pub node_id: Option<i64>,
 }
 
 /// Where the state lives.
 pub trait StateStore {
-    fn load(&self) -> io::Result<State>;
-    fn save(&self, state: &State) -> io::Result<()>;
+    fn load(&self) -> Result<State, String>;
+    fn save(&self, state: &State) -> Result<(), String>;
 }
 
-/// The interim file store.
-pub struct FileStore {
-    path: PathBuf,
+/// The flash store, opened read-write for the agent's lifetime.
+pub struct FlashState {
+    store: Mutex<Store<DeviceFlash>>,
 }
 
-impl FileStore {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileStore { path: path.into() }
+impl FlashState {
+    /// Opens (and recovers) the store of the board, or the one at `override_path`.
+    pub fn open(storage: &Storage, override_path: Option<&Path>) -> Result<Self, String> {
+        let store = store::open(storage, override_path).map_err(|e| format!("opening the store: {e}"))?;
+        for warning in store.warnings() {
+            crate::daemon::log(&format!("store: {warning}"));
+        }
+        Ok(FlashState { store: Mutex::new(store) })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store<DeviceFlash>> {
+        // A panic while holding the lock would already have aborted the process (panic=abort).
+        self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-/// On-disk form; private keys as `privkey:<hex>`.
-#[derive(Serialize, Deserialize, Default)]
-#[serde(default)]
-struct OnDisk {
-    machine_key: String,
-    node_key: String,
-    old_node_key: String,
-    prefs: Prefs,
-    registered: bool,
-    want_running: bool,
-    node_id: Option<i64>,
-}
-
-impl StateStore for FileStore {
-    fn load(&self) -> io::Result<State> {
-        let bytes = match fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(e) => return Err(e),
+impl StateStore for FlashState {
+    fn load(&self) -> Result<State, String> {
+        let store = self.lock();
+        let key = |record: Record<'_>| store.get_key32(record).map_err(|e| format!("store: {e}"));
+        let text = |config: ConfigKey| {
+            store
+                .get(Record::Config(config))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
         };
-        let disk: OnDisk = serde_json::from_slice(&bytes).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display()))
-        })?;
-        let bad = |what: &str| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{}: bad {what}", self.path.display()))
+        let flag = |config: ConfigKey, default: bool| match store.get(Record::Config(config)) {
+            Some(v) => v == ON,
+            None => default,
         };
+        let node_key = key(Record::NodeKey)?.map(PrivateKey);
+        let routes = text(ConfigKey::AdvertisedRoutes);
         Ok(State {
-            machine_key: parse_private(&disk.machine_key).map_err(|_| bad("machine key"))?,
-            node_key: parse_private(&disk.node_key).map_err(|_| bad("node key"))?,
-            old_node_key: if disk.old_node_key.is_empty() {
-                None
-            } else {
-                Some(NodePublic::parse(&disk.old_node_key).map_err(|_| bad("old node key"))?)
+            machine_key: key(Record::MachineKey)?.map(PrivateKey),
+            registered: node_key.is_some(),
+            want_running: node_key.is_some(),
+            node_key,
+            old_node_key: key(Record::PreviousNodeKey)?.map(NodePublic),
+            prefs: Prefs {
+                login_server: text(ConfigKey::LoginServer),
+                hostname: text(ConfigKey::Hostname),
+                advertise_routes: routes.split(',').filter(|r| !r.is_empty()).map(str::to_string).collect(),
+                advertise_exit_node: flag(ConfigKey::ExitNode, false),
+                snat_subnet_routes: flag(ConfigKey::Snat, true),
+                accept_routes: false,
             },
-            prefs: disk.prefs,
-            registered: disk.registered,
-            want_running: disk.want_running,
-            node_id: disk.node_id,
+            node_id: None,
         })
     }
 
-    fn save(&self, state: &State) -> io::Result<()> {
-        let disk = OnDisk {
-            machine_key: state.machine_key.as_ref().map(private_text).unwrap_or_default(),
-            node_key: state.node_key.as_ref().map(private_text).unwrap_or_default(),
-            old_node_key: state.old_node_key.map(|k| k.to_string()).unwrap_or_default(),
-            prefs: state.prefs.clone(),
-            registered: state.registered,
-            want_running: state.want_running,
-            node_id: state.node_id,
-        };
-        let bytes = serde_json::to_vec_pretty(&disk).map_err(io::Error::other)?;
-        write_atomically(&self.path, &bytes)
+    /// One transaction: keys and prefs change together or not at all, even on a power cut.
+    /// Unchanged records are not rewritten (the store skips them).
+    fn save(&self, state: &State) -> Result<(), String> {
+        let err = |e: StoreError| format!("store: {e}");
+        let mut tx = Transaction::new();
+        put_or_delete(&mut tx, Record::MachineKey, state.machine_key.as_ref().map(|k| &k.0[..]))
+            .map_err(err)?;
+        let node_key = state.node_key.as_ref().filter(|_| state.registered).map(|k| &k.0[..]);
+        put_or_delete(&mut tx, Record::NodeKey, node_key).map_err(err)?;
+        put_or_delete(&mut tx, Record::PreviousNodeKey, state.old_node_key.as_ref().map(|k| &k.0[..]))
+            .map_err(err)?;
+        let prefs = &state.prefs;
+        let texts = [
+            (ConfigKey::LoginServer, prefs.login_server.clone()),
+            (ConfigKey::Hostname, prefs.hostname.clone()),
+            (ConfigKey::AdvertisedRoutes, prefs.advertise_routes.join(",")),
+        ];
+        for (config, value) in &texts {
+            let value = Some(value.as_bytes()).filter(|v| !v.is_empty());
+            put_or_delete(&mut tx, Record::Config(*config), value).map_err(err)?;
+        }
+        let flag = |on: bool| if on { ON } else { OFF };
+        tx.put(Record::Config(ConfigKey::ExitNode), flag(prefs.advertise_exit_node)).map_err(err)?;
+        tx.put(Record::Config(ConfigKey::Snat), flag(prefs.snat_subnet_routes)).map_err(err)?;
+        self.lock().commit(&tx).map_err(err)
     }
 }
 
-/// Temp file (0600) + fsync + rename + fsync of the directory: a crash leaves old or new, whole.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(0o600))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+fn put_or_delete(tx: &mut Transaction, record: Record<'_>, value: Option<&[u8]>) -> Result<(), StoreError> {
+    match value {
+        Some(v) => tx.put(record, v).map(|_| ()),
+        None => tx.delete(record).map(|_| ()),
     }
-    fs::rename(&tmp, path)?;
-    fs::File::open(&dir)?.sync_all()
-}
-
-fn private_text(key: &PrivateKey) -> String {
-    let mut s = String::from(PRIVATE_PREFIX);
-    // Writing into a String cannot fail.
-    let _ = tinytail_core::key::write_hex(&mut s, &key.0);
-    s
-}
-
-fn parse_private(text: &str) -> Result<Option<PrivateKey>, ()> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    let hex = text.strip_prefix(PRIVATE_PREFIX).ok_or(())?;
-    if hex.len() != 2 * KEY_LEN {
-        return Err(());
-    }
-    let mut out = [0u8; KEY_LEN];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or(())?, 16).map_err(|_| ())?;
-    }
-    Ok(Some(PrivateKey(out)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn temp_path(name: &str) -> PathBuf {
+    fn temp_image(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("tinytail-state-test-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir.join("state.json")
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("state.img")
+    }
+
+    fn open(path: &Path) -> FlashState {
+        FlashState::open(&Storage::File("/nonexistent/unused.img"), Some(path)).unwrap()
     }
 
     #[test]
-    fn missing_file_is_an_empty_state() {
-        let store = FileStore::new(temp_path("missing"));
-        let state = store.load().unwrap();
-        assert!(state.machine_key.is_none() && !state.registered);
+    fn empty_store_is_an_empty_state() {
+        let path = temp_image("empty");
+        let state = open(&path).load().unwrap();
+        assert!(state.machine_key.is_none() && !state.registered && !state.want_running);
+        assert!(state.prefs.snat_subnet_routes, "SNAT defaults to on");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     #[test]
-    fn round_trip_keeps_keys_and_prefs_and_is_private() {
-        let path = temp_path("roundtrip");
-        let store = FileStore::new(&path);
+    fn keys_and_prefs_survive_a_reopen() {
+        let path = temp_image("roundtrip");
         let state = State {
             machine_key: Some(PrivateKey([1; 32])),
             node_key: Some(PrivateKey::clamped([2; 32])),
             old_node_key: Some(NodePublic([3; 32])),
             prefs: Prefs {
+                login_server: "https://control.tinytail.test".into(),
                 hostname: "gw".into(),
-                advertise_routes: vec!["192.0.2.0/24".into()],
-                ..Prefs::default()
+                advertise_routes: vec!["192.0.2.0/24".into(), "10.0.0.0/8".into()],
+                advertise_exit_node: true,
+                snat_subnet_routes: false,
+                accept_routes: false,
             },
             registered: true,
             want_running: true,
             node_id: Some(7),
         };
-        store.save(&state).unwrap();
-        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        let back = store.load().unwrap();
+        open(&path).save(&state).unwrap();
+        let back = open(&path).load().unwrap();
         assert_eq!(back.machine_key, state.machine_key);
         assert_eq!(back.node_key, state.node_key);
         assert_eq!(back.old_node_key, state.old_node_key);
         assert_eq!(back.prefs, state.prefs);
-        assert_eq!((back.registered, back.want_running, back.node_id), (true, true, Some(7)));
-        let _ = fs::remove_dir_all(path.parent().unwrap());
+        assert!(back.registered && back.want_running);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     #[test]
-    fn corrupt_key_is_an_error_not_a_panic() {
-        let path = temp_path("corrupt");
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, br#"{"machine_key":"privkey:zz"}"#).unwrap();
-        assert!(FileStore::new(&path).load().is_err());
-        let _ = fs::remove_dir_all(path.parent().unwrap());
+    fn unregistered_node_key_is_not_stored_and_logout_deletes_it() {
+        let path = temp_image("logout");
+        let store = open(&path);
+        let mut state = State {
+            machine_key: Some(PrivateKey([1; 32])),
+            node_key: Some(PrivateKey([2; 32])),
+            ..State::default()
+        };
+        store.save(&state).unwrap();
+        assert!(store.load().unwrap().node_key.is_none(), "a key control has not accepted is not kept");
+        state.registered = true;
+        store.save(&state).unwrap();
+        assert!(store.load().unwrap().registered);
+        state.registered = false;
+        state.node_key = None;
+        store.save(&state).unwrap();
+        let back = store.load().unwrap();
+        assert!(back.node_key.is_none() && !back.registered);
+        assert_eq!(back.machine_key, state.machine_key, "logout keeps the machine key");
+        drop(store);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

@@ -38,7 +38,8 @@ pass() { printf 'control: ok  %s\n' "$*"; }
 
   # --- helpers -------------------------------------------------------------------------------
   tt_dir="$RIG_DIR/tt"; mkdir -p "$tt_dir"
-  tt_sock="$tt_dir/tinytail.sock"; tt_state="$tt_dir/state.json"
+  tt_sock="$tt_dir/tinytail.sock"; tt_state="$tt_dir/state.img"
+  tt_store() { "$TT" store info --state "$tt_state"; }
   tt_start() {
     rig_bg rtr "tinytail-$1" env SSL_CERT_FILE="$RIG_CA" "$TT" run --state "$tt_state" --socket "$tt_sock"
     TT_PID="$RIG_LAST_PID"
@@ -75,10 +76,10 @@ pass() { printf 'control: ok  %s\n' "$*"; }
     tt up --login-server "https://198.18.0.99" --auth-key "$key"
   expect_fail "7d malformed CIDR" 'invalid route "192\.0\.2\.0/33"' \
     tt up --login-server "$HS_URL" --auth-key "$key" --advertise-routes "192.0.2.0/33"
-  [[ ! -e "$tt_state" ]] || rig_fail "7: state was persisted after bad input"
+  tt_store | grep -Eq '^records +0$' || rig_fail "7: records were stored after bad input: $(tt_store)"
   [[ "$(rig_hs nodes list -o json | jq 'length')" == 1 ]] || rig_fail "7: a node was registered after bad input"
   ! grep -q 'SecretSecret' "$RIG_DIR"/tinytail-1.log || rig_fail "7: a secret reached the agent's log"
-  pass "7  nothing persisted (no state file, Headscale still has 1 node), no secret in the log"
+  pass "7  nothing persisted (store holds 0 records, Headscale still has 1 node), no secret in the log"
 
   # --- 1: register with a pre-auth key -----------------------------------------------------
   key_file="$tt_dir/authkey"; (umask 077; printf '%s\n' "$key" >"$key_file")
@@ -97,9 +98,10 @@ pass() { printf 'control: ok  %s\n' "$*"; }
   tt_status | jq -e '.Self.DiscoKey != null and (.DiscoKey | startswith("discokey:")) and .PreferredDERP == 999' >/dev/null ||
     rig_fail "1: no disco key or home DERP"
   pass "1  we sent a disco key and PreferredDERP 999"
-  ! grep -q "$key" "$RIG_DIR"/tinytail-1.log "$tt_state" || rig_fail "1: the auth key reached the log or the state"
+  ! grep -aq "$key" "$RIG_DIR"/tinytail-1.log "$tt_state" || rig_fail "1: the auth key reached the log or the store"
+  tt_store | grep -q 'node-key' || rig_fail "1: no node key in the store"
   [[ "$(stat -c %a "$tt_state")" == 600 && "$(stat -c %a "$tt_sock")" == 600 ]] || rig_fail "1: state or socket not 0600"
-  pass "1  auth key neither logged nor stored; state file and socket are 0600"
+  pass "1  auth key neither logged nor stored; node key in the store; store image and socket are 0600"
 
   # --- 2: routes ---------------------------------------------------------------------------
   gw_id="$(hs_node_id gw)"
@@ -177,7 +179,7 @@ pass() { printf 'control: ok  %s\n' "$*"; }
   # --- logout --------------------------------------------------------------------------------
   tt logout
   tt_status | jq -e '.BackendState == "NeedsLogin" and .Self == null' >/dev/null || rig_fail "logout: state"
-  jq -e '.node_key == "" and .registered == false' "$tt_state" >/dev/null || rig_fail "logout: node key still stored"
+  ! tt_store | grep -q ' node-key ' || rig_fail "logout: node key still stored: $(tt_store)"
   pass "logout: agent needs login, node key forgotten"
   echo "control: PASS"
 )
