@@ -60,8 +60,10 @@ pub enum Warning {
     CorruptFrame { block: u32, offset: u32, seq: u32 },
     /// A frame passed its CRC but its body does not parse; skipped whole.
     MalformedFrame { block: u32, offset: u32, seq: u32 },
-    /// A frame's sequence number is not newer than the one before it; skipped.
-    StaleFrame { block: u32, offset: u32, seq: u32 },
+    /// A block whose sequence number repeats another's, or whose frames are not newer than the
+    /// log before them: impossible for a log this store wrote, so the flash was altered. The
+    /// block is dropped whole and erased, so the state read now is the state that stays.
+    IrregularBlock { block: u32 },
     /// Unreadable bytes after the last frame of a block (a torn frame header or bit rot): the
     /// rest of that block is ignored and it takes no more writes.
     UnreadableTail { block: u32, offset: u32 },
@@ -87,8 +89,8 @@ impl fmt::Display for Warning {
             Warning::MalformedFrame { block, offset, seq } => {
                 write!(f, "block {block} offset {offset:#x}: frame {seq} does not parse; skipped")
             }
-            Warning::StaleFrame { block, offset, seq } => {
-                write!(f, "block {block} offset {offset:#x}: frame {seq} is older than the one before it; skipped")
+            Warning::IrregularBlock { block } => {
+                write!(f, "block {block}: out of order with the rest of the log; dropped and erased")
             }
             Warning::UnreadableTail { block, offset } => {
                 write!(f, "block {block} offset {offset:#x}: unreadable data; rest of the block ignored")
@@ -395,6 +397,27 @@ impl<F: Flash> Store<F> {
             }
             blocks.push(BlockInfo { seq, erase_count, erase_count_known: known, state });
         }
+        // Block sequence order and frame sequence order agree in any log this store wrote.
+        // Where they do not, one reading would hide frames another reading (after the next
+        // collection) would show, so such blocks are dropped whole, first come first kept.
+        let mut by_seq: Vec<usize> =
+            (0..blocks.len()).filter(|&b| matches!(blocks[b].state, BlockState::Used { .. })).collect();
+        by_seq.sort_by_key(|&b| (blocks[b].seq, b));
+        let (mut last_block_seq, mut last_frame_seq): (Option<u32>, Option<u32>) = (None, None);
+        for block in by_seq {
+            let frames = &scans[block].frames;
+            let in_order = frames.windows(2).all(|pair| pair[0].seq < pair[1].seq)
+                && frames.first().is_none_or(|first| last_frame_seq.is_none_or(|last| first.seq > last))
+                && last_block_seq != Some(blocks[block].seq);
+            if in_order {
+                last_block_seq = Some(blocks[block].seq);
+                last_frame_seq = frames.last().map(|f| f.seq).or(last_frame_seq);
+            } else {
+                warnings.push(Warning::IrregularBlock { block: block as u32 });
+                blocks[block].state = BlockState::NeedsErase;
+                scans[block].frames.clear();
+            }
+        }
         let newest_used = (0..blocks.len())
             .filter(|&b| matches!(blocks[b].state, BlockState::Used { .. }))
             .max_by_key(|&b| blocks[b].seq);
@@ -427,18 +450,8 @@ impl<F: Flash> Store<F> {
             (0..blocks.len()).filter(|&b| matches!(blocks[b].state, BlockState::Used { .. })).collect();
         order.sort_by_key(|&b| blocks[b].seq);
         let mut index = BTreeMap::new();
-        let mut last_seq: Option<u32> = None;
         for &block in &order {
             for frame in &scans[block].frames {
-                if last_seq.is_some_and(|last| frame.seq <= last) {
-                    warnings.push(Warning::StaleFrame {
-                        block: block as u32,
-                        offset: frame.offset,
-                        seq: frame.seq,
-                    });
-                    continue;
-                }
-                last_seq = Some(frame.seq);
                 for change in &frame.changes {
                     match change {
                         Change::Put(key, value) => {
@@ -714,7 +727,6 @@ struct BlockScan {
 struct ScannedFrame {
     seq: u32,
     flags: u8,
-    offset: u32,
     changes: Vec<Change>,
     retires: Vec<u32>,
 }
@@ -747,7 +759,7 @@ fn scan_frames(buf: &[u8], block: u32, write_size: usize, scan: &mut BlockScan, 
                 match parse_frame(body) {
                     Some((changes, retires, malformed)) => {
                         warnings.extend(malformed.into_iter().map(|kind| Warning::MalformedRecord { kind }));
-                        scan.frames.push(ScannedFrame { seq, flags, offset, changes, retires });
+                        scan.frames.push(ScannedFrame { seq, flags, changes, retires });
                     }
                     None => {
                         scan.corrupt = true;

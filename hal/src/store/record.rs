@@ -230,6 +230,30 @@ impl RecordKey {
         Some(RecordKey { kind, name: name.to_vec() })
     }
 
+    /// The record this key addresses, when this tinytail knows its kind (for listing, e.g. every
+    /// certificate's domain from `Store::info`).
+    pub fn record(&self) -> Option<Record<'_>> {
+        let config = |key| Some(Record::Config(key));
+        match self.kind()? {
+            RecordKind::MachineKey => Some(Record::MachineKey),
+            RecordKind::NodeKey => Some(Record::NodeKey),
+            RecordKind::PreviousNodeKey => Some(Record::PreviousNodeKey),
+            RecordKind::TailnetLockKey => Some(Record::TailnetLockKey),
+            RecordKind::TkaState => Some(Record::TkaState),
+            RecordKind::AcmeAccountKey => Some(Record::AcmeAccountKey),
+            RecordKind::Certificate => std::str::from_utf8(&self.name).ok().map(Record::Certificate),
+            RecordKind::CertificateKey => std::str::from_utf8(&self.name).ok().map(Record::CertificateKey),
+            RecordKind::ConfigAdvertisedRoutes => config(ConfigKey::AdvertisedRoutes),
+            RecordKind::ConfigSnat => config(ConfigKey::Snat),
+            RecordKind::ConfigExitNode => config(ConfigKey::ExitNode),
+            RecordKind::ConfigHostname => config(ConfigKey::Hostname),
+            RecordKind::ConfigLoginServer => config(ConfigKey::LoginServer),
+            RecordKind::ConfigWebPasswordHash => config(ConfigKey::WebPasswordHash),
+            RecordKind::ConfigWantRunning => config(ConfigKey::WantRunning),
+            RecordKind::ConfigAcceptRoutes => config(ConfigKey::AcceptRoutes),
+        }
+    }
+
     /// The kind, when this tinytail knows it.
     pub fn kind(&self) -> Option<RecordKind> {
         RecordKind::from_id(self.kind)
@@ -286,6 +310,20 @@ mod tests {
         assert!(RecordKey::parse(RecordKind::Certificate.id(), b"").is_none());
         assert!(RecordKey::parse(RecordKind::Certificate.id(), &[0xFF]).is_none());
         assert!(RecordKey::parse(0x7777, b"anything").is_some());
+    }
+
+    #[test]
+    fn keys_map_back_to_the_records_they_address() {
+        let records = [
+            Record::MachineKey,
+            Record::Certificate("r.ts.net"),
+            Record::CertificateKey("r.ts.net"),
+            Record::Config(ConfigKey::WantRunning),
+        ];
+        for record in records {
+            assert_eq!(RecordKey::of(record).unwrap().record(), Some(record));
+        }
+        assert_eq!(RecordKey::parse(0x7777, b"").unwrap().record(), None);
     }
 
     #[test]
