@@ -140,7 +140,7 @@ fn bootstrap(genesis: &str, updates: &[String]) -> (MemoryStore, Authority) {
 fn chains_reach_the_reference_verdicts_and_states() {
     let v = vectors();
     assert!(v.reference.starts_with("tailscale.com v"), "{}", v.reference);
-    let mut checked = 0;
+    let (mut checked, mut reencoded) = (0, 0);
     for c in &v.chains {
         let mut store = MemoryStore::new();
         let boot = Authority::bootstrap(&mut store, &unhex(&c.genesis));
@@ -152,6 +152,17 @@ fn chains_reach_the_reference_verdicts_and_states() {
         for (i, b) in c.batches.iter().flatten().enumerate() {
             let raw: Vec<Vec<u8>> = b.aums.iter().flatten().map(|u| unhex(u)).collect();
             let refs: Vec<&[u8]> = raw.iter().map(|r| r.as_slice()).collect();
+            // Inputs made by the reference's own Serialize re-encode byte for byte.
+            if !c.name.starts_with("encoding:") {
+                for r in &refs {
+                    if let Ok(aum) = tinytail_core::tka::Aum::decode(r) {
+                        let mut out = Vec::new();
+                        aum.encode(&mut VecSink(&mut out), true);
+                        assert_eq!(hex(&out), hex(r), "{} batch {i}: re-encoding", c.name);
+                        reencoded += 1;
+                    }
+                }
+            }
             let result = authority.inform(&mut store, &refs);
             assert_eq!(result.is_ok(), b.ok, "{} batch {i}: verdict ({:?})", c.name, result.err());
             assert_state(&format!("{} batch {i}", c.name), &authority, &b.state);
@@ -164,6 +175,7 @@ fn chains_reach_the_reference_verdicts_and_states() {
     }
     let negatives = v.chains.iter().filter(|c| c.negative).count();
     assert!(checked > 0 && negatives >= 40, "{checked} chains, {negatives} negative");
+    assert!(reencoded > 400, "{reencoded} AUMs re-encoded");
 }
 
 #[test]

@@ -121,8 +121,9 @@ pub struct KeyView<'a> {
 /// The `State` map of a checkpoint.
 #[derive(Clone, Copy, Debug)]
 pub struct StateView<'a> {
-    /// Set if the checkpoint names a last AUM hash, which validation refuses.
-    pub has_last_aum_hash: bool,
+    /// A last AUM hash, which validation refuses inside a checkpoint. Kept (cut or zero-padded
+    /// to 32 bytes, as the reference reads it into an array) only to re-encode it exactly.
+    pub last_aum_hash: Option<[u8; 32]>,
     pub disablement_values: Option<ArrayView<'a>>,
     pub keys: Option<ArrayView<'a>>,
     pub state_id1: u64,
@@ -432,7 +433,7 @@ impl<'a> KeyView<'a> {
 impl<'a> StateView<'a> {
     fn decode(r: &mut Reader<'a>) -> Result<Self, CborError> {
         let mut state = StateView {
-            has_last_aum_hash: false,
+            last_aum_hash: None,
             disablement_values: None,
             keys: None,
             state_id1: 0,
@@ -440,7 +441,13 @@ impl<'a> StateView<'a> {
         };
         decode_struct(r, STATE_FIELDS, |field, r| {
             match field {
-                STATE_LAST => state.has_last_aum_hash = nil_or(r, |r| r.skip())?.is_some(),
+                STATE_LAST => {
+                    state.last_aum_hash = r.byte_field()?.map(|b| {
+                        let mut out = [0u8; 32];
+                        out.iter_mut().zip(b.iter()).for_each(|(o, v)| *o = v);
+                        out
+                    })
+                }
                 STATE_DISABLEMENT => {
                     state.disablement_values =
                         nil_or(r, |r| ArrayView::decode(r, |r| r.byte_field().map(|_| ())))?
@@ -460,8 +467,10 @@ impl<'a> StateView<'a> {
         let n = 3 + (self.state_id1 != 0) as u64 + (self.state_id2 != 0) as u64;
         write_head(out, MAJOR_MAP, n);
         write_head(out, MAJOR_UINT, STATE_LAST);
-        // A checkpoint that names a last hash never validates; its exact bytes do not matter.
-        write_null(out);
+        match &self.last_aum_hash {
+            Some(h) => write_bytes(out, h),
+            None => write_null(out),
+        }
         write_head(out, MAJOR_UINT, STATE_DISABLEMENT);
         match self.disablement_values {
             Some(values) => {
@@ -490,7 +499,7 @@ impl<'a> StateView<'a> {
 
     /// The reference's `staticValidateCheckpoint`.
     pub fn static_validate(&self) -> Result<(), TkaError> {
-        if self.has_last_aum_hash {
+        if self.last_aum_hash.is_some() {
             return Err(TkaError::Invalid("a checkpoint may not name a parent AUM"));
         }
         let values = self.disablement_values.map_or(0, |v| v.len);

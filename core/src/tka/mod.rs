@@ -19,8 +19,9 @@
 //!
 //! Known deliberate differences from the reference (inputs it accepts and we refuse, all of
 //! which a real tailnet never produces): a trusted key whose public key is longer than 32 bytes;
-//! AddKey beyond 512 keys; nil elements inside the Signatures, Keys or DisablementValues arrays
-//! and non-byte-string LastAUMHash values (which the reference also refuses, one step later).
+//! AddKey beyond 512 keys. Nil elements inside the Signatures, Keys or DisablementValues arrays,
+//! and a checkpoint LastAUMHash that is neither nil nor bytes, are refused while decoding rather
+//! than by validation one step later as in the reference: same verdict, earlier.
 
 pub mod aum;
 mod cbor;
