@@ -487,6 +487,14 @@ async fn login(
     let hostinfo = hostinfo(&prefs, &version, derp);
     let mut followup = String::new();
     let mut rotated = false;
+    if self_key_expired(agent) {
+        // As tailscaled: an expired node key is replaced, and control told which one it replaces.
+        if let Some(old) = node.take() {
+            old_node = Some(NodePublic(noise_io_public(&old)));
+            rotated = true;
+            log("control: node key expired; registering a new one");
+        }
+    }
     let response = loop {
         let node_key = node.get_or_insert_with(random::private_key).clone();
         let req = RegisterRequest {
@@ -552,6 +560,12 @@ async fn login(
     Ok(session)
 }
 
+/// True when the map says our node key has expired.
+fn self_key_expired(agent: &Agent) -> bool {
+    let s = agent.lock();
+    s.netmap.self_node.as_ref().is_some_and(|n| status::key_expired(n, clock::unix_now()))
+}
+
 /// Streams the map until it fails. Resets `failures` once a message arrived.
 async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Result<(), ControlError> {
     let (node_public, disco, hostinfo_now) = {
@@ -613,7 +627,9 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
             for skipped in &applied.skipped {
                 log(&format!("map: skipped {skipped}"));
             }
-            s.backend = Backend::Running;
+            let expired =
+                s.netmap.self_node.as_ref().is_some_and(|n| status::key_expired(n, clock::unix_now()));
+            s.backend = if expired { Backend::NeedsLogin } else { Backend::Running };
             s.control = ControlHealth { connected: true, down_since: None, last_error: None };
             s.state.node_id = s.netmap.self_node.as_ref().map(|n| n.id);
             // Home DERP: the lowest region until magicsock measures latency (partial, see README).

@@ -98,6 +98,6 @@ fn strings(prefixes: &[Prefix]) -> Vec<String> {
 }
 
 /// Control's flag, or the expiry time has passed.
-fn key_expired(n: &Node, now: i64) -> bool {
+pub fn key_expired(n: &Node, now: i64) -> bool {
     n.expired || n.key_expiry.as_deref().and_then(clock::parse_rfc3339).is_some_and(|t| t <= now)
 }

@@ -14,7 +14,8 @@
 #   4  restart keeps the node key and Headscale node ID (no new registration)
 #   5  Headscale stopped for 60 s: netmap kept, outage reported, back within 5 s of its return
 #   6  interactive login: `up` without a key prints a URL; `headscale auth register` brings it up
-#      then: logout tells Headscale and forgets the node key
+#      then: an expired node key is shown and replaced (OldNodeKey) by `up`, keeping the node;
+#      logout forgets the node key
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -175,6 +176,19 @@ pass() { printf 'control: ok  %s\n' "$*"; }
   rig_exec cli "$TT" status --json --socket "$i_sock" | jq -e '.BackendState == "Running" and ([.Peer[] | select(.HostName == "gw")] | length == 1)' >/dev/null ||
     rig_fail "6: interactive node not running with gw as peer"
   pass "6  after headscale auth register: up returned 0, node running, sees gw"
+
+  # --- key expiry and re-registration with OldNodeKey ----------------------------------------
+  key_before="$(tt_status | jq -r .Self.PublicKey)"
+  rig_hs nodes expire --identifier "$gw_id" >/dev/null
+  rig_wait_for 10 "expiry shown" bash -c "'$TT' status --json --socket '$tt_sock' | jq -e '.Self.Expired == true and .BackendState == \"NeedsLogin\" and (.Health | length) > 0'" ||
+    rig_fail "expiry: status does not show the expired key"
+  pass "expiry: headscale nodes expire -> status: $(tt_status | jq -r '.BackendState + ", " + .Health[0]')"
+  tt up --auth-key "file:$key_file" --timeout 60 >/dev/null
+  key_after="$(tt_status | jq -r .Self.PublicKey)"
+  [[ "$key_after" != "$key_before" && "$(tt_status | jq -r .Self.Expired)" == false ]] || rig_fail "expiry: no new node key"
+  [[ "$(hs_node_id gw)" == "$gw_id" ]] || rig_fail "expiry: re-registration made a new node"
+  rig_hs nodes list -o json | jq -e --arg k "$key_after" '.[] | select(.node_key == $k)' >/dev/null || rig_fail "expiry: Headscale lacks the new key"
+  pass "expiry: up registered a new node key (OldNodeKey ${key_before:0:16}…) on the same Headscale node $gw_id"
 
   # --- logout --------------------------------------------------------------------------------
   tt logout
