@@ -15,6 +15,8 @@
 extern crate std;
 
 pub mod control;
+pub mod derp;
+pub mod disco;
 pub mod filter;
 pub mod key;
 pub mod route;
