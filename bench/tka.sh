@@ -14,13 +14,13 @@ run_armv7() {
     --target armv7-unknown-linux-musleabihf "$@" 2>/dev/null
 }
 declare -A col
-collect() { # name, then the bench output on stdin
+collect() { # name; the bench output on stdin (not a pipeline: the array must stay in this shell)
   while read -r k v; do col["$1/$k"]="$v"; done
 }
-run_host | collect host
-run_host "${fast[@]}" | collect host-o3
-run_armv7 | collect armv7
-run_armv7 "${fast[@]}" | collect armv7-o3
+collect host < <(run_host)
+collect host-o3 < <(run_host "${fast[@]}")
+collect armv7 < <(run_armv7)
+collect armv7-o3 < <(run_armv7 "${fast[@]}")
 printf '%-22s %14s %14s %14s %14s\n' metric host host+o3-curve qemu-armv7 qemu-armv7+o3
 for m in chain_1000_aums_ms reopen_1000_aums_ms verify_zip215_us verify_go_stdlib_us node_key_direct_us node_key_rotation_us; do
   printf '%-22s %14s %14s %14s %14s\n' "$m" "${col[host/$m]:-?}" "${col[host-o3/$m]:-?}" "${col[armv7/$m]:-?}" "${col[armv7-o3/$m]:-?}"
