@@ -149,7 +149,7 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
             backend,
             auth_url: None,
             control: ControlHealth::default(),
-            disco_public: DiscoPublic(noise_io_public(&disco)),
+            disco_public: DiscoPublic(public_key_of(&disco)),
             version: opts.version,
             preferred_derp: 0,
             control_task: None,
@@ -172,7 +172,7 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
     }
 }
 
-fn noise_io_public(key: &PrivateKey) -> [u8; 32] {
+fn public_key_of(key: &PrivateKey) -> [u8; 32] {
     tinytail_core::control::noise::public_key(key)
 }
 
@@ -378,7 +378,7 @@ async fn logout(agent: &Agent) -> Reply {
             let hostinfo = hostinfo(&prefs, &agent.lock().version, 0);
             let req = RegisterRequest {
                 version: CAPABILITY_VERSION,
-                node_key: NodePublic(noise_io_public(&node)).to_string(),
+                node_key: NodePublic(public_key_of(&node)).to_string(),
                 old_node_key: None,
                 auth: None,
                 expiry: Some(tailcfg::LOGOUT_EXPIRY),
@@ -490,7 +490,7 @@ async fn login(
     if self_key_expired(agent) {
         // As tailscaled: an expired node key is replaced, and control told which one it replaces.
         if let Some(old) = node.take() {
-            old_node = Some(NodePublic(noise_io_public(&old)));
+            old_node = Some(NodePublic(public_key_of(&old)));
             rotated = true;
             log("control: node key expired; registering a new one");
         }
@@ -499,7 +499,7 @@ async fn login(
         let node_key = node.get_or_insert_with(random::private_key).clone();
         let req = RegisterRequest {
             version: CAPABILITY_VERSION,
-            node_key: NodePublic(noise_io_public(&node_key)).to_string(),
+            node_key: NodePublic(public_key_of(&node_key)).to_string(),
             old_node_key: old_node.map(|k| k.to_string()),
             auth: auth_key.filter(|_| followup.is_empty()).map(|k| RegisterAuth { auth_key: k }),
             expiry: None,
@@ -510,7 +510,7 @@ async fn login(
         let resp = session.register(&req).await?;
         if resp.node_key_expired && !rotated {
             // Our node key is dead: a new one, with the old one as OldNodeKey (protocol.md §2.3).
-            old_node = Some(NodePublic(noise_io_public(&node_key)));
+            old_node = Some(NodePublic(public_key_of(&node_key)));
             node = Some(random::private_key());
             rotated = true;
             log("control: node key expired; registering a new one");
@@ -570,7 +570,7 @@ fn self_key_expired(agent: &Agent) -> bool {
 async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Result<(), ControlError> {
     let (node_public, disco, hostinfo_now) = {
         let s = agent.lock();
-        let node = s.state.node_key.as_ref().map(|k| NodePublic(noise_io_public(k))).unwrap_or_default();
+        let node = s.state.node_key.as_ref().map(|k| NodePublic(public_key_of(k))).unwrap_or_default();
         (node, s.disco_public, hostinfo(&s.state.prefs, &s.version, s.preferred_derp))
     };
     // With Stream set, control may ignore Hostinfo (capver >= 68): push it as a lite update first.
