@@ -615,10 +615,13 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
             return Err(ControlError::Protocol("initial map response lacked the node".into()));
         }
         got_node = true;
-        if resp.node.is_none() && (resp.packet_filters.is_some() || resp.packet_filter.is_some()) {
-            // A policy change. Headscale v0.29.2 sends route approvals this way without our own
-            // node (state.go `SetApprovedRoutes` -> `PolicyChange`, no origin node), so our
-            // enabled routes would stay stale until the next full map: re-poll for one.
+        let policy_only =
+            resp.node.is_none() && (resp.packet_filters.is_some() || resp.packet_filter.is_some());
+        if policy_only && !hostinfo_now.routable_ips.is_empty() {
+            // A policy change while we advertise routes. Headscale v0.29.2 sends route approvals
+            // this way without our own node (state.go `SetApprovedRoutes` -> `PolicyChange`, no
+            // origin node), so our enabled routes would stay stale until the next full map:
+            // re-poll for one. Nodes that advertise nothing have nothing to learn from it.
             refresh_at = Some(tokio::time::Instant::now() + POLICY_REFRESH_DELAY);
         }
         let derp_update = {
