@@ -7,6 +7,7 @@ use std::cell::Cell;
 use tinytail_core::wg::{BufferPool, DatapathError, Output};
 
 #[path = "support/wg_pair.rs"]
+#[allow(dead_code)] // shared with the wg_bench example, which uses more of it
 mod wg_pair;
 use wg_pair::{connected_pair, tcp_packet, Pair, ACK, SYN};
 
