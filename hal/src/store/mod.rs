@@ -73,9 +73,12 @@
 //!
 //! At open every block is read: headers that are blank, torn or unreadable mark their block for
 //! erasing; blocks at or below the newest retire entry are garbage (an erase that was cut short);
-//! frames are replayed in order, skipping (with a [`Warning`]) any that fail their CRC, do not
-//! parse, or are older than their predecessor; a block with unreadable bytes after its last frame
-//! takes no more writes. If every block is in use, a garbage collection was cut short after it
+//! frames are replayed in order, skipping (with a [`Warning`]) any that fail their CRC or do not
+//! parse; a block with unreadable bytes after its last frame takes no more writes. A block out of
+//! order with the log (a repeated block sequence, frames not newer than those before it) cannot
+//! come from this store, only from altered flash: it is dropped whole and erased, so the state
+//! recovery shows is the state that stays. If every block is in use, a garbage collection was cut
+//! short after it
 //! moved into the spare; its copies (still committed in the original block) are dropped to get
 //! the spare back. Nothing read from flash can make recovery panic or loop: every length is
 //! bounded by the block it was read from.
