@@ -540,6 +540,44 @@ mod tests {
         assert_eq!(transport.send.seal(&big[..MAX_PLAINTEXT_LEN], &mut out), Ok(MAX_RECORD_LEN));
     }
 
+    /// The Go reference as the server: it accepted our initiation and answered; we finish the
+    /// handshake with its response and open every record it sent (five and more: the counter is
+    /// big-endian past the first record).
+    #[test]
+    fn go_reference_server_vector() {
+        extern crate std;
+        use std::vec::Vec;
+        let vector = include_str!("testdata/go_server_vector.txt");
+        let field = |name: &str| -> Vec<u8> {
+            let line = vector
+                .lines()
+                .find(|l| l.starts_with(name) && l.as_bytes().get(name.len()) == Some(&b' '))
+                .unwrap();
+            let hex = &line.as_bytes()[name.len() + 1..];
+            hex.chunks(2).map(|p| u8::from_str_radix(core::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
+        };
+        let (machine, server) = keys();
+        assert_eq!(field("server_key"), server.0);
+        let (initiator, init) =
+            Initiator::start(&machine, &MachinePublic(public_key(&server)), [1; 32], VERSION).unwrap();
+        assert_eq!(field("init"), init, "the initiation the Go server accepted");
+        let mut transport = initiator.finish(&field("response")).unwrap();
+
+        let mut wire = field("records");
+        let mut plaintext = Vec::new();
+        let mut records = 0;
+        let mut at = 0;
+        while at < wire.len() {
+            let header: [u8; HEADER_LEN] = wire[at..at + HEADER_LEN].try_into().unwrap();
+            let len = Opener::record_len(&header).unwrap();
+            plaintext.extend_from_slice(transport.recv.open(&mut wire[at..at + len]).unwrap());
+            at += len;
+            records += 1;
+        }
+        assert!(records >= 5, "{records} records");
+        assert_eq!(plaintext, field("plaintext"));
+    }
+
     #[test]
     fn decimal_prologue_digits() {
         let mut buf = [0u8; 5];
