@@ -20,13 +20,15 @@ use crate::prefix::Prefix;
 pub struct Build {
     pub version: &'static str,
     pub git: &'static str,
+    /// The web page's files, gzipped by build.rs.
+    pub web_assets: &'static [crate::web::Asset],
 }
 
 const USAGE: &str = "\
 usage: tinytail <command> [flags]
 
 commands:
-  run         run the agent (flags: --state PATH, --socket PATH)
+  run         run the agent (flags: --state PATH, --socket PATH, --web-listen ADDR:PORT|off)
   up          connect to the tailnet, logging in if needed
                 --login-server URL  --auth-key KEY|file:PATH  --hostname NAME
                 --advertise-routes CIDR,...  --advertise-exit-node  --snat-subnet-routes=BOOL
@@ -38,6 +40,7 @@ commands:
   version     print the version, the board and the target it was built for
   board       print the board configuration compiled into this binary
   store info  show the flash store's capacity, use, erase counts and record kinds (--state PATH)
+  web setup-code  print a one-time code to set or reset the web page's admin password
   help        print this help
 
 Every verb but run, version, board and help takes --socket PATH (default /var/run/tinytail/tinytail.sock).
@@ -70,6 +73,7 @@ pub fn run(args: &[String], board: &Board, build: &Build) -> ExitCode {
         Some("status") => cmd_status(rest),
         Some("ip") => cmd_ip(rest),
         Some("store") => return crate::store_cmd::run(rest, board),
+        Some("web") => cmd_web(rest),
         None | Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             if verb.is_none() {
@@ -174,13 +178,47 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, Failure> {
 const SOCKET_FLAG: (&str, Kind) = ("socket", Kind::Value);
 
 fn cmd_run(args: &[String], board: &Board, build: &Build) -> Result<(), Failure> {
-    let flags = Flags::parse(args, &[SOCKET_FLAG, ("state", Kind::Value)])?;
+    let flags = Flags::parse(args, &[SOCKET_FLAG, ("state", Kind::Value), ("web-listen", Kind::Value)])?;
+    let web = web_listen(flags.get("web-listen"), board.web_listen)?.map(|listen| crate::web::WebConfig {
+        listen,
+        assets: build.web_assets,
+        lan_interface: board.lan_interface,
+    });
     let opts = RunOptions {
         state_path: flags.get("state").map(PathBuf::from),
         socket_path: flags.socket(),
         version: build.version.to_string(),
+        web,
     };
     daemon::run(board, opts).map_err(Failure::Failed)
+}
+
+/// `--web-listen ADDR:PORT|off`, else the board's `web.listen`.
+fn web_listen(flag: Option<&str>, board: Option<&str>) -> Result<Option<std::net::SocketAddr>, Failure> {
+    match flag.or(board) {
+        None | Some("off") => Ok(None),
+        Some(addr) => addr.parse().map(Some).map_err(|_| {
+            Failure::Usage(format!("invalid value \"{addr}\" for -web-listen: expected ADDR:PORT or off"))
+        }),
+    }
+}
+
+/// `tinytail web setup-code`: asks the running agent for a one-time setup code.
+fn cmd_web(args: &[String]) -> Result<(), Failure> {
+    match args.first().map(String::as_str) {
+        Some("setup-code") => {}
+        _ => return Err(Failure::Usage("usage: tinytail web setup-code [--socket PATH]".into())),
+    }
+    let flags = Flags::parse(&args[1..], &[SOCKET_FLAG])?;
+    match call(&flags.socket(), &Request::WebSetupCode, |_| {})? {
+        Reply::Ok { message, .. } => {
+            println!("{message}");
+            println!("(one use, valid 15 minutes: enter it on the web page to set the admin password)");
+            Ok(())
+        }
+        Reply::Error(e) => Err(Failure::Failed(e)),
+        Reply::AuthUrl(_) => Err(Failure::Failed("unexpected reply".into())),
+    }
 }
 
 const UP_FLAGS: &[(&str, Kind)] = &[
@@ -478,6 +516,16 @@ mod tests {
         assert!(matches!(parse_up(&args(&["--hostname"])), Err(Failure::Usage(_))));
         assert!(matches!(parse_up(&args(&["--accept-routes=maybe"])), Err(Failure::Usage(_))));
         assert!(matches!(parse_up(&args(&["stray"])), Err(Failure::Usage(_))));
+    }
+
+    #[test]
+    fn web_listen_flag_overrides_the_board_and_off_disables() {
+        let board = Some("127.0.0.1:8088");
+        assert_eq!(web_listen(None, board), Ok(Some("127.0.0.1:8088".parse().unwrap())));
+        assert_eq!(web_listen(Some("192.0.2.1:80"), board), Ok(Some("192.0.2.1:80".parse().unwrap())));
+        assert_eq!(web_listen(Some("off"), board), Ok(None));
+        assert_eq!(web_listen(None, None), Ok(None));
+        assert!(matches!(web_listen(Some("lan"), board), Err(Failure::Usage(_))));
     }
 
     #[test]

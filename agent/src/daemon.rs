@@ -23,7 +23,7 @@ use crate::netmap::NetMap;
 use crate::prefix::Prefix;
 use crate::state::{FlashState, Prefs, State, StateStore};
 use crate::tailcfg::{self, Hostinfo, MapRequest, NetInfo, RegisterAuth, RegisterRequest};
-use crate::{clock, random, status};
+use crate::{clock, random, status, web};
 
 /// The login server when `up` names none, as in tailscale.
 pub const DEFAULT_LOGIN_SERVER: &str = "https://controlplane.tailscale.com";
@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub state_path: Option<PathBuf>,
     pub socket_path: PathBuf,
     pub version: String,
+    /// The local web page and API (`--web-listen`, default from the board); `None` = off.
+    pub web: Option<web::WebConfig>,
 }
 
 /// Where the node stands, named as tailscale's `ipn.State`.
@@ -96,15 +98,17 @@ pub struct Shared {
 
 /// The agent: shared state plus what never changes.
 #[derive(Clone)]
-struct Agent {
+pub(crate) struct Agent {
     shared: Arc<Mutex<Shared>>,
-    store: Arc<FlashState>,
+    pub(crate) store: Arc<FlashState>,
     ca_bundle: &'static str,
     changed: watch::Sender<u64>,
+    /// The web page's sessions and credentials (here so `tinytail web setup-code` reaches them).
+    pub(crate) web: Arc<web::WebState>,
 }
 
 impl Agent {
-    fn lock(&self) -> MutexGuard<'_, Shared> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
         // A panic while holding the lock would already have aborted the process (panic=abort).
         self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -154,6 +158,9 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
             preferred_derp: 0,
             control_task: None,
         })),
+        web: Arc::new(web::WebState::new(
+            store.get_config(tinytail_hal::store::ConfigKey::WebPasswordHash).as_deref(),
+        )),
         store: Arc::new(store),
         ca_bundle: board.ca_bundle,
         changed: watch::channel(0).0,
@@ -162,6 +169,9 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
     let store_location =
         opts.state_path.as_ref().map_or_else(|| board.storage.to_string(), |p| p.display().to_string());
     log(&format!("agent started; store {store_location}, socket {}", opts.socket_path.display()));
+    if let Some(config) = opts.web {
+        web::start(&agent, config)?;
+    }
     if start_control {
         start_control_loop(&agent, None);
     }
@@ -201,14 +211,42 @@ async fn handle_client(agent: Agent, conn: UnixStream) {
     if reader.read_line(&mut line).await.is_err() {
         return;
     }
-    let reply = match serde_json::from_str::<Request>(&line) {
-        Ok(Request::Up(args)) => up(&agent, args, &mut write).await,
-        Ok(Request::Down) => down(&agent),
-        Ok(Request::Status) => Reply::Ok { message: String::new(), data: status::json(&agent.lock()) },
-        Ok(Request::Logout) => logout(&agent).await,
-        Err(e) => Reply::Error(format!("bad request: {e}")),
+    let request = match serde_json::from_str::<Request>(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = send(&mut write, &Reply::Error(format!("bad request: {e}"))).await;
+            return;
+        }
+    };
+    let (urls, mut url_rx) = tokio::sync::mpsc::unbounded_channel();
+    let handled = handle_request(&agent, request, Some(urls));
+    tokio::pin!(handled);
+    let reply = loop {
+        tokio::select! {
+            biased;
+            Some(url) = url_rx.recv() => { let _ = send(&mut write, &Reply::AuthUrl(url)).await; }
+            reply = &mut handled => break reply,
+        }
     };
     let _ = send(&mut write, &reply).await;
+}
+
+/// One request, from the CLI socket or the web page (`web::change`): the single code path for
+/// every change. Login URLs of an interactive `up` go to `auth_urls` as they come.
+pub(crate) async fn handle_request(
+    agent: &Agent,
+    request: Request,
+    auth_urls: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+) -> Reply {
+    match request {
+        Request::Up(args) => up(agent, args, auth_urls.as_ref()).await,
+        Request::Down => down(agent),
+        Request::Status => Reply::Ok { message: String::new(), data: status::json(&agent.lock()) },
+        Request::Logout => logout(agent).await,
+        Request::WebSetupCode => {
+            Reply::Ok { message: agent.web.issue_setup_code(), data: serde_json::Value::Null }
+        }
+    }
 }
 
 async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> {
@@ -219,7 +257,11 @@ async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> st
 
 /// `tinytail up`: validate everything before any request, log in, start the map stream, and
 /// persist only once control accepted us.
-async fn up(agent: &Agent, args: UpArgs, out: &mut tokio::net::unix::OwnedWriteHalf) -> Reply {
+async fn up(
+    agent: &Agent,
+    args: UpArgs,
+    auth_urls: Option<&tokio::sync::mpsc::UnboundedSender<String>>,
+) -> Reply {
     let auth_key = match args.auth_key.as_deref().map(AuthKey::check) {
         Some(Err(e)) => return Reply::Error(e.to_string()),
         Some(Ok(k)) => Some(k.expose_secret().to_string()),
@@ -286,7 +328,7 @@ async fn up(agent: &Agent, args: UpArgs, out: &mut tokio::net::unix::OwnedWriteH
     let session = loop {
         tokio::select! {
             result = &mut login_fut => break result,
-            Some(url) = url_rx.recv() => { let _ = send(out, &Reply::AuthUrl(url)).await; }
+            Some(url) = url_rx.recv() => { if let Some(out) = auth_urls { let _ = out.send(url); } }
         }
     };
     let session = match session {

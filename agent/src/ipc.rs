@@ -16,6 +16,9 @@ pub enum Request {
     Down,
     Status,
     Logout,
+    /// `tinytail web setup-code`: a one-time code to set the web page's admin password.
+    #[serde(rename = "web-setup-code")]
+    WebSetupCode,
 }
 
 /// `tinytail up`'s flags; `None` = not given = keep the current pref.

@@ -13,3 +13,4 @@ pub mod state;
 pub mod status;
 pub mod store_cmd;
 pub mod tailcfg;
+pub mod web;

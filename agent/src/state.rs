@@ -75,6 +75,19 @@ impl FlashState {
         // A panic while holding the lock would already have aborted the process (panic=abort).
         self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// One config record outside [`State`] (the web page's credentials).
+    pub fn get_config(&self, config: ConfigKey) -> Option<Vec<u8>> {
+        self.lock().get(Record::Config(config)).map(<[u8]>::to_vec)
+    }
+
+    /// Writes (or with `None` deletes) one config record outside [`State`], in its own
+    /// transaction.
+    pub fn put_config(&self, config: ConfigKey, value: Option<&[u8]>) -> Result<(), String> {
+        let mut tx = Transaction::new();
+        put_or_delete(&mut tx, Record::Config(config), value).map_err(|e| format!("store: {e}"))?;
+        self.lock().commit(&tx).map_err(|e| format!("store: {e}"))
+    }
 }
 
 impl StateStore for FlashState {

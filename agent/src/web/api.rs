@@ -1,0 +1,344 @@
+//! The local JSON API, in the shape of the Tailscale API v2 device object
+//! (../shared/seeds/001: `GET /api/v2/device/{id}`, `…/routes`). Here the only device is this
+//! router, spelled `self`. Pure functions from a [`DeviceSource`] to JSON; the I/O is in
+//! `web::mod`.
+//!
+//! Differences from the hosted API, on purpose or for now:
+//! - `POST …/routes` sets the routes this router *advertises* (the hosted API sets the ones
+//!   control *enables*; only the tailnet admin can do that); the reply has both lists.
+//! - `created` is null: the map's `Node.Created` is not kept by the agent yet.
+//! - `clientConnectivity.latency` is `{}`, `mappingVariesByDestIP` and every `clientSupports`
+//!   value null, and `endpoints` what control has for us: the datapath (magicsock, netcheck)
+//!   that measures them is not wired yet. Nothing is made up.
+//! - `user`, `tags`, `isExternal`, `updateAvailable` are left out (not known to the node).
+
+use serde_json::{json, Value};
+
+use crate::netmap::Node;
+use crate::prefix::Prefix;
+
+/// The routes `0.0.0.0/0` and `::/0` together mean "exit node" (as in `tailscale up`).
+pub const EXIT_ROUTES: [&str; 2] = ["0.0.0.0/0", "::/0"];
+/// Go's zero time: what the API shows for `expires` when key expiry is disabled.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Which optional field groups to include (`?fields=`): the API's `default` leaves out
+/// `enabledRoutes`, `advertisedRoutes` and `clientConnectivity`; `all` has them; a comma list
+/// is the union of its entries; no parameter means `default`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields {
+    pub all: bool,
+}
+
+impl Fields {
+    pub fn parse(param: Option<&str>) -> Result<Fields, String> {
+        let mut all = false;
+        for option in param.unwrap_or("default").split(',').map(str::trim) {
+            match option {
+                "all" => all = true,
+                "default" | "" => {}
+                other => {
+                    return Err(format!(
+                        "unknown fields option \"{}\": use default, all, or both separated by commas",
+                        other.chars().take(40).collect::<String>()
+                    ))
+                }
+            }
+        }
+        Ok(Fields { all })
+    }
+}
+
+/// What the device object is built from (a snapshot of the agent's shared state).
+#[derive(Debug, Clone, Default)]
+pub struct DeviceSource {
+    /// Ourselves as the map last described us; `None` before the first map.
+    pub self_node: Option<Node>,
+    /// `mkey:…` of our machine key, if we have one.
+    pub machine_key: Option<String>,
+    /// `nodekey:…` of our node key, if we have one (the map's, else our own).
+    pub node_key: Option<String>,
+    /// What we advertise, exit routes included (`Hostinfo.RoutableIPs`).
+    pub advertised_routes: Vec<String>,
+    pub hostname: String,
+    pub client_version: String,
+    /// Connected to control right now.
+    pub connected: bool,
+    /// Now, RFC 3339 (for `lastSeen` while connected).
+    pub now: String,
+    /// Region code of our home DERP, empty if none.
+    pub derp: String,
+}
+
+/// `GET /api/v2/device/self`.
+pub fn device(src: &DeviceSource, fields: Fields) -> Value {
+    let node = src.self_node.as_ref();
+    let addresses: Vec<String> =
+        node.map(|n| n.addresses.iter().map(|p| p.addr.to_string()).collect()).unwrap_or_default();
+    let key_expiry = node.and_then(|n| n.key_expiry.clone());
+    let last_seen =
+        if src.connected { Some(src.now.clone()) } else { node.and_then(|n| n.last_seen.clone()) };
+    let mut v = json!({
+        "addresses": addresses,
+        "id": node.map(|n| n.id.to_string()).unwrap_or_default(),
+        "nodeId": node.map(|n| n.stable_id.clone()).unwrap_or_default(),
+        "name": node.map(|n| n.name.trim_end_matches('.').to_string()).unwrap_or_default(),
+        "hostname": node.map(|n| n.hostname.clone()).filter(|h| !h.is_empty()).unwrap_or_else(|| src.hostname.clone()),
+        "clientVersion": src.client_version,
+        "os": std::env::consts::OS,
+        "created": Value::Null,
+        "lastSeen": last_seen,
+        "keyExpiryDisabled": node.is_some() && key_expiry.is_none(),
+        "expires": key_expiry.or_else(|| node.map(|_| ZERO_TIME.to_string())),
+        "authorized": node.is_some_and(|n| n.machine_authorized),
+        "machineKey": src.machine_key.clone().unwrap_or_default(),
+        "nodeKey": node.map(|n| n.key.to_string()).or_else(|| src.node_key.clone()).unwrap_or_default(),
+        "blocksIncomingConnections": false,
+    });
+    if fields.all {
+        let routes = routes(src);
+        v["advertisedRoutes"] = routes["advertisedRoutes"].clone();
+        v["enabledRoutes"] = routes["enabledRoutes"].clone();
+        v["clientConnectivity"] = json!({
+            "endpoints": node.map(|n| n.endpoints.clone()).unwrap_or_default(),
+            "derp": src.derp,
+            "mappingVariesByDestIP": Value::Null,
+            "latency": {},
+            "clientSupports": {
+                "hairPinning": Value::Null, "ipv6": Value::Null, "pcp": Value::Null,
+                "pmp": Value::Null, "udp": Value::Null, "upnp": Value::Null,
+            },
+        });
+    }
+    v
+}
+
+/// `GET /api/v2/device/self/routes`: what we advertise and what control enabled for us.
+pub fn routes(src: &DeviceSource) -> Value {
+    let enabled: Vec<String> = src
+        .self_node
+        .as_ref()
+        .map(|n| n.enabled_routes().iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    json!({ "advertisedRoutes": src.advertised_routes, "enabledRoutes": enabled })
+}
+
+/// The body of `POST /api/v2/device/self/routes`, checked: the subnet routes to advertise and
+/// whether to be an exit node (both exit routes given), or a message for a 400.
+pub fn parse_routes_body(body: &[u8]) -> Result<(Vec<String>, bool), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        routes: Vec<String>,
+    }
+    let body: Body = serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))?;
+    let mut subnets = Vec::new();
+    let mut exit = [false; 2];
+    for text in &body.routes {
+        let route = Prefix::parse_route(text.trim()).map_err(|e| e.to_string())?;
+        match EXIT_ROUTES.iter().position(|r| *r == route.to_string()) {
+            Some(i) => exit[i] = true,
+            None => subnets.push(route.to_string()),
+        }
+    }
+    if exit[0] != exit[1] {
+        return Err(
+            "0.0.0.0/0 and ::/0 are advertised together (that makes an exit node), or not at all".into()
+        );
+    }
+    subnets.sort();
+    subnets.dedup();
+    Ok((subnets, exit[0]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tinytail_core::key::NodePublic;
+
+    /// The device body of `GET /api/v2/device/12345?fields=all` in the seed document, kept as
+    /// the fixture our shape is checked against.
+    const SEED_DEVICE_ALL: &str = include_str!("fixtures/device_all.json");
+    /// The seed's `GET …/routes` and `POST …/routes` replies.
+    const SEED_ROUTES_GET: &str = include_str!("fixtures/routes_get.json");
+    const SEED_ROUTES_POST_BODY: &str = include_str!("fixtures/routes_post_body.json");
+    const SEED_ROUTES_POST_REPLY: &str = include_str!("fixtures/routes_post_reply.json");
+    /// Fields the seed shows that a node cannot know about itself (see the module docs).
+    const NOT_KNOWN_TO_THE_NODE: [&str; 3] = ["user", "isExternal", "updateAvailable"];
+    const GROUPS_ONLY_IN_ALL: [&str; 3] = ["enabledRoutes", "advertisedRoutes", "clientConnectivity"];
+
+    fn source() -> DeviceSource {
+        let node = Node {
+            id: 7,
+            stable_id: "nStable7".into(),
+            name: "router.tailnet.test.".into(),
+            hostname: "router".into(),
+            os: "linux".into(),
+            key: NodePublic([1; 32]),
+            key_expiry: Some("2027-05-19T20:56:49Z".into()),
+            addresses: vec![
+                Prefix::parse("100.64.0.3/32").unwrap(),
+                Prefix::parse("fd7a:115c:a1e0::3/128").unwrap(),
+            ],
+            allowed_ips: vec![
+                Prefix::parse("100.64.0.3/32").unwrap(),
+                Prefix::parse("fd7a:115c:a1e0::3/128").unwrap(),
+                Prefix::parse("192.0.2.0/24").unwrap(),
+            ],
+            endpoints: vec!["198.18.0.2:41641".into()],
+            machine_authorized: true,
+            ..Node::default()
+        };
+        DeviceSource {
+            self_node: Some(node),
+            machine_key: Some(format!("mkey:{}", "ab".repeat(32))),
+            node_key: None,
+            advertised_routes: vec!["192.0.2.0/24".into(), "198.51.100.0/24".into()],
+            hostname: "router".into(),
+            client_version: "0.1.0".into(),
+            connected: true,
+            now: "2026-11-26T09:00:00Z".into(),
+            derp: "rig".into(),
+        }
+    }
+
+    fn keys(v: &Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    }
+
+    /// Same JSON type, recursively for objects (keys of `ours` must be a subset where the
+    /// seed's object is open-ended, as `latency`).
+    fn assert_same_kind(path: &str, seed: &Value, ours: &Value) {
+        match (seed, ours) {
+            (_, Value::Null) => {} // documented as not known yet
+            (Value::String(_), Value::String(_))
+            | (Value::Bool(_), Value::Bool(_))
+            | (Value::Number(_), Value::Number(_))
+            | (Value::Array(_), Value::Array(_)) => {}
+            (Value::Object(s), Value::Object(o)) => {
+                for (k, v) in o {
+                    if let Some(sv) = s.get(k) {
+                        assert_same_kind(&format!("{path}.{k}"), sv, v);
+                    }
+                }
+            }
+            _ => panic!("{path}: seed has {seed}, we have {ours}"),
+        }
+    }
+
+    #[test]
+    fn fields_parameter_as_the_api_defines_it() {
+        assert_eq!(Fields::parse(None), Ok(Fields { all: false }));
+        assert_eq!(Fields::parse(Some("default")), Ok(Fields { all: false }));
+        assert_eq!(Fields::parse(Some("all")), Ok(Fields { all: true }));
+        assert_eq!(Fields::parse(Some("default,all")), Ok(Fields { all: true }), "union");
+        assert_eq!(Fields::parse(Some("all, default")), Ok(Fields { all: true }));
+        assert!(Fields::parse(Some("everything")).unwrap_err().contains("everything"));
+    }
+
+    #[test]
+    fn device_all_has_the_seed_shape() {
+        let seed: Value = serde_json::from_str(SEED_DEVICE_ALL).unwrap();
+        let ours = device(&source(), Fields { all: true });
+        let mut expected: Vec<String> =
+            keys(&seed).into_iter().filter(|k| !NOT_KNOWN_TO_THE_NODE.contains(&k.as_str())).collect();
+        expected.push("nodeId".into());
+        expected.sort();
+        assert_eq!(keys(&ours), expected);
+        assert_same_kind("", &seed, &ours);
+        assert_eq!(keys(&ours["clientConnectivity"]), keys(&seed["clientConnectivity"]));
+        assert_eq!(
+            keys(&ours["clientConnectivity"]["clientSupports"]),
+            keys(&seed["clientConnectivity"]["clientSupports"])
+        );
+        assert_eq!(ours["id"], "7");
+        assert_eq!(ours["name"], "router.tailnet.test");
+        assert_eq!(ours["addresses"], json!(["100.64.0.3", "fd7a:115c:a1e0::3"]));
+        assert_eq!(ours["nodeKey"], NodePublic([1; 32]).to_string());
+        assert_eq!(ours["expires"], "2027-05-19T20:56:49Z");
+        assert_eq!(ours["keyExpiryDisabled"], false);
+        assert_eq!(ours["authorized"], true);
+        assert_eq!(ours["lastSeen"], "2026-11-26T09:00:00Z");
+        assert_eq!(ours["enabledRoutes"], json!(["192.0.2.0/24"]));
+        assert_eq!(ours["advertisedRoutes"], json!(["192.0.2.0/24", "198.51.100.0/24"]));
+        assert_eq!(ours["clientConnectivity"]["derp"], "rig");
+        assert_eq!(ours["clientConnectivity"]["latency"], json!({}), "not measured yet: empty, not invented");
+    }
+
+    #[test]
+    fn device_default_leaves_out_the_optional_groups() {
+        let seed: Value = serde_json::from_str(SEED_DEVICE_ALL).unwrap();
+        let ours = device(&source(), Fields { all: false });
+        for group in GROUPS_ONLY_IN_ALL {
+            assert!(seed.get(group).is_some(), "the fixture has {group}");
+            assert!(ours.get(group).is_none(), "default must leave out {group}");
+        }
+        let all = device(&source(), Fields::parse(Some("default,all")).unwrap());
+        assert_eq!(keys(&all).len(), keys(&ours).len() + GROUPS_ONLY_IN_ALL.len());
+    }
+
+    #[test]
+    fn logged_out_device_is_empty_not_invented() {
+        let src =
+            DeviceSource { client_version: "0.1.0".into(), hostname: "gw".into(), ..DeviceSource::default() };
+        let v = device(&src, Fields { all: true });
+        assert_eq!(v["addresses"], json!([]));
+        assert_eq!(v["authorized"], false);
+        assert_eq!(v["expires"], Value::Null);
+        assert_eq!(v["keyExpiryDisabled"], false);
+        assert_eq!(v["hostname"], "gw");
+        assert_eq!(v["enabledRoutes"], json!([]));
+    }
+
+    #[test]
+    fn key_expiry_disabled_shows_the_zero_time() {
+        let mut src = source();
+        if let Some(n) = src.self_node.as_mut() {
+            n.key_expiry = None;
+        }
+        let v = device(&src, Fields { all: false });
+        assert_eq!(v["keyExpiryDisabled"], true);
+        assert_eq!(v["expires"], ZERO_TIME);
+    }
+
+    #[test]
+    fn routes_have_the_seed_shape() {
+        let seed_get: Value = serde_json::from_str(SEED_ROUTES_GET).unwrap();
+        let ours = routes(&source());
+        assert_eq!(keys(&ours), keys(&seed_get));
+        assert_same_kind("", &seed_get, &ours);
+    }
+
+    #[test]
+    fn routes_post_body_of_the_seed_is_accepted() {
+        let (subnets, exit) = parse_routes_body(SEED_ROUTES_POST_BODY.as_bytes()).unwrap();
+        let reply: Value = serde_json::from_str(SEED_ROUTES_POST_REPLY).unwrap();
+        let mut seed_routes: Vec<String> = reply["advertisedRoutes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        seed_routes.sort();
+        assert_eq!(subnets, seed_routes);
+        assert!(!exit);
+        let src = DeviceSource { advertised_routes: subnets, ..source() };
+        assert_eq!(keys(&routes(&src)), keys(&reply));
+    }
+
+    #[test]
+    fn routes_post_body_errors() {
+        assert!(parse_routes_body(b"{\"routes\":[\"192.0.2.1/24\"]}").unwrap_err().contains("192.0.2.1/24"));
+        assert!(parse_routes_body(b"{\"routes\":[\"0.0.0.0/0\"]}").unwrap_err().contains("together"));
+        assert!(parse_routes_body(b"{\"routes\":\"10.0.0.0/8\"}").is_err());
+        assert!(parse_routes_body(b"{\"rutes\":[]}").is_err());
+        assert!(parse_routes_body(b"not json").is_err());
+        assert_eq!(
+            parse_routes_body(b"{\"routes\":[\"::/0\",\"0.0.0.0/0\",\"10.0.0.0/8\"]}"),
+            Ok((vec!["10.0.0.0/8".into()], true))
+        );
+        assert_eq!(parse_routes_body(b"{\"routes\":[]}"), Ok((vec![], false)));
+    }
+}

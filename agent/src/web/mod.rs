@@ -1,0 +1,721 @@
+//! The local web page and JSON API (`tinytail run --web-listen ADDR:PORT`, default from the
+//! board file; `off` disables it). One small HTTP/1.1 server on the agent's tokio runtime:
+//!
+//! - `GET /`: first run asks for the admin password, then sign-in, then the status page with
+//!   every change form ([`page`]); `GET /style.css`, `/app.js`: the gzipped assets build.rs
+//!   embeds ([`Asset`]).
+//! - `POST /setup`, `/login`, `/signout`: password and session ([`auth`]).
+//! - `POST /routes`, `/exit-node`, `/snat`, `/hostname`, `/tailnet/login`, `/tailnet/logout`:
+//!   changes, each turned into the same `ipc::Request` the CLI sends and handled by
+//!   `daemon::handle_request`, which persists them in the store.
+//! - `POST /api-token`: create (shown once) or revoke the API's bearer token.
+//! - `/api/v2/device/self[/routes]`: the JSON API ([`api`]), bearer token only.
+//!
+//! Browser requests that change anything need the session cookie (HttpOnly, SameSite=Strict),
+//! the session's CSRF token in the form, and, when the browser sends `Origin` or `Referer`,
+//! one naming this host. Sign-in and setup use a double-submit CSRF cookie instead. Responses
+//! never carry a private key, an auth key, the password or a stored token: the auth key in the
+//! login form goes to the daemon and nowhere else; the API token exists in a response once,
+//! right after it was created.
+
+pub mod api;
+pub mod auth;
+pub mod http;
+pub mod lan;
+pub mod page;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tinytail_core::key::{AuthKey, MachinePublic, NodePublic};
+use tinytail_hal::store::ConfigKey;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use self::auth::{ApiToken, Credentials, Flash, LoginLimiter, PasswordHash, Sessions, SetupCode};
+use self::http::{HttpError, Request, Response};
+use crate::daemon::{self, Agent};
+use crate::ipc::{self, Reply, UpArgs};
+use crate::{clock, random};
+
+/// A static file of the page, gzipped by build.rs.
+#[derive(Debug, Clone, Copy)]
+pub struct Asset {
+    /// `/style.css`
+    pub path: &'static str,
+    pub content_type: &'static str,
+    pub gzip: &'static [u8],
+}
+
+/// Where and what the web serves.
+#[derive(Clone, Copy)]
+pub struct WebConfig {
+    pub listen: SocketAddr,
+    pub assets: &'static [Asset],
+    /// The board's LAN interface, for the one-click route offer.
+    pub lan_interface: &'static str,
+}
+
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 16;
+/// A client has this long to send its request, and we this long to send the reply.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a change form waits for the daemon before answering "still applying" (the change
+/// goes on in the background).
+const CHANGE_WAIT: Duration = Duration::from_secs(20);
+/// `up` requests from the web give up after this long (the CLI's `--timeout`).
+const UP_TIMEOUT_SECS: u64 = 60;
+/// An interactive login started from the page waits this long for the user.
+const LOGIN_TIMEOUT_SECS: u64 = 600;
+const SESSION_COOKIE: &str = "tt_session";
+const PRE_CSRF_COOKIE: &str = "tt_csrf";
+
+/// The web's state: the stored credentials (a copy of the store's record), sessions, the login
+/// rate limit and the current setup code. Owned by the daemon so `tinytail web setup-code`
+/// reaches it over the CLI socket.
+#[derive(Default)]
+pub struct WebState {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    credentials: Credentials,
+    sessions: Sessions,
+    limiter: LoginLimiter,
+    setup_code: Option<SetupCode>,
+}
+
+impl WebState {
+    /// From the store's `WebPasswordHash` record, if any.
+    pub fn new(record: Option<&[u8]>) -> WebState {
+        let credentials = record.map(Credentials::parse).unwrap_or_default();
+        WebState { inner: Mutex::new(Inner { credentials, ..Inner::default() }) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock would already have aborted the process (panic=abort).
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A new one-time setup code (replacing any earlier one), for `tinytail web setup-code`.
+    pub fn issue_setup_code(&self) -> String {
+        let code = SetupCode::new(random::bytes32(), Instant::now());
+        let text = code.code().to_string();
+        self.lock().setup_code = Some(code);
+        text
+    }
+}
+
+/// Binds the listener (so a wrong address fails `tinytail run` at once) and serves in the
+/// background.
+pub(crate) fn start(agent: &Agent, config: WebConfig) -> Result<(), String> {
+    let std_listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|e| format!("web: cannot listen on {}: {e}", config.listen))?;
+    std_listener.set_nonblocking(true).map_err(|e| format!("web: {e}"))?;
+    let listener = TcpListener::from_std(std_listener).map_err(|e| format!("web: {e}"))?;
+    if config.listen.ip().is_unspecified() {
+        daemon::log(&format!(
+            "web: listening on every interface ({}), WAN and tailnet included, as asked",
+            config.listen
+        ));
+    } else {
+        daemon::log(&format!("web: page at http://{}/", config.listen));
+    }
+    let agent = agent.clone();
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let (stream, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    daemon::log(&format!("web: accept: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let agent = agent.clone();
+            tokio::spawn(async move {
+                serve_connection(&agent, &config, stream, peer).await;
+                drop(permit);
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn serve_connection(agent: &Agent, config: &WebConfig, mut stream: TcpStream, peer: SocketAddr) {
+    let response = match tokio::time::timeout(IO_TIMEOUT, read_request(&mut stream)).await {
+        Err(_) => return,
+        Ok(Err(None)) => return,
+        Ok(Err(Some(e))) => (Response::text(e.status(), e.message()), false),
+        Ok(Ok(req)) => {
+            let head_only = req.method == "HEAD";
+            (route(agent, config, &req, peer.ip()).await, head_only)
+        }
+    };
+    let bytes = response.0.encode(response.1);
+    let _ = tokio::time::timeout(IO_TIMEOUT, async {
+        stream.write_all(&bytes).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+/// Reads one request. `Err(None)`: the client went away; `Err(Some(_))`: answer with an error.
+async fn read_request(stream: &mut TcpStream) -> Result<Request, Option<HttpError>> {
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 2048];
+    let (mut req, head_len, body_len) = loop {
+        let n = stream.read(&mut chunk).await.map_err(|_| None)?;
+        if n == 0 {
+            return Err(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(parsed) = http::parse_head(&buf).map_err(Some)? {
+            break parsed;
+        }
+    };
+    while buf.len() < head_len + body_len {
+        let n = stream.read(&mut chunk).await.map_err(|_| None)?;
+        if n == 0 {
+            return Err(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    req.body = buf.get(head_len..head_len + body_len).unwrap_or_default().to_vec();
+    Ok(req)
+}
+
+async fn route(agent: &Agent, config: &WebConfig, req: &Request, client: IpAddr) -> Response {
+    if req.path.starts_with("/api/") {
+        return api_route(agent, req).await;
+    }
+    let get = matches!(req.method.as_str(), "GET" | "HEAD");
+    if get {
+        if let Some(asset) = config.assets.iter().find(|a| a.path == req.path) {
+            let mut r = Response::new(200, asset.content_type, asset.gzip.to_vec());
+            r.headers.retain(|(n, _)| *n != "Cache-Control");
+            return r
+                .with_header("Content-Encoding", "gzip".into())
+                .with_header("Cache-Control", "max-age=300".into())
+                .with_header("Vary", "Accept-Encoding".into());
+        }
+        return match req.path.as_str() {
+            "/" => index(agent, config, req),
+            "/setup" => setup_page(agent, None),
+            _ => Response::text(404, "not found"),
+        };
+    }
+    if req.method != "POST" {
+        return Response::text(405, "method not allowed");
+    }
+    if let Err(why) = check_origin(req) {
+        return Response::text(403, &format!("forbidden: {why}"));
+    }
+    match req.path.as_str() {
+        "/setup" => post_setup(agent, req, client).await,
+        "/login" => post_login(agent, req, client).await,
+        path => {
+            let Some(token) = req.cookie(SESSION_COOKIE).map(str::to_string) else {
+                return Response::text(
+                    403,
+                    "forbidden: not signed in (or the session expired); reload the page",
+                );
+            };
+            let csrf_ok = {
+                let mut web = agent.web.lock();
+                match web.sessions.get(&token, Instant::now()) {
+                    None => {
+                        return Response::text(
+                            403,
+                            "forbidden: the session expired; reload the page and sign in",
+                        )
+                    }
+                    Some(s) => req
+                        .form("csrf")
+                        .is_some_and(|c| auth::constant_time_eq(c.as_bytes(), s.csrf.as_bytes())),
+                }
+            };
+            if !csrf_ok {
+                return Response::text(403, "forbidden: missing or wrong CSRF token; reload the page");
+            }
+            let flash = match path {
+                "/signout" => {
+                    agent.web.lock().sessions.remove(&token);
+                    return Response::see_other("/").with_header("Set-Cookie", clear_cookie(SESSION_COOKIE));
+                }
+                "/routes" => post_routes(agent, req).await,
+                "/exit-node" => post_toggle(agent, req, |up, on| up.advertise_exit_node = Some(on)).await,
+                "/snat" => post_toggle(agent, req, |up, on| up.snat_subnet_routes = Some(on)).await,
+                "/hostname" => post_hostname(agent, req).await,
+                "/tailnet/login" => post_tailnet_login(agent, req).await,
+                "/tailnet/logout" => from_reply(change(agent, ipc::Request::Logout).await, "Logged out."),
+                "/api-token" => post_api_token(agent, &token, req),
+                _ => return Response::text(404, "not found"),
+            };
+            if let Some(s) = agent.web.lock().sessions.get(&token, Instant::now()) {
+                s.flash = Some(flash);
+            }
+            Response::see_other("/")
+        }
+    }
+}
+
+/// A browser sends `Origin` on every POST (and `Referer` with our same-origin policy); when
+/// either is there it must name this host, as the `Host` header does.
+fn check_origin(req: &Request) -> Result<(), &'static str> {
+    let host = req.header("host").unwrap_or("");
+    let names_us = |url: &str| {
+        url.strip_prefix("http://")
+            .map(|rest| rest.split('/').next().unwrap_or(""))
+            .is_some_and(|authority| !host.is_empty() && authority.eq_ignore_ascii_case(host))
+    };
+    if let Some(origin) = req.header("origin") {
+        if !names_us(origin) {
+            return Err("cross-origin request");
+        }
+    } else if let Some(referer) = req.header("referer") {
+        if !names_us(referer) {
+            return Err("cross-origin request");
+        }
+    }
+    Ok(())
+}
+
+fn index(agent: &Agent, config: &WebConfig, req: &Request) -> Response {
+    let has_password = agent.web.lock().credentials.password.is_some();
+    if !has_password {
+        return setup_page(agent, None);
+    }
+    let now = Instant::now();
+    let token = req.cookie(SESSION_COOKIE).map(str::to_string);
+    let session = token.as_deref().and_then(|t| {
+        let mut web = agent.web.lock();
+        let api_token = web.credentials.api_token.as_ref().map(|t| (t.id.clone(), t.created));
+        web.sessions.get(t, now).map(|s| (s.csrf.clone(), s.flash.take(), s.new_api_token.take(), api_token))
+    });
+    let Some((csrf, flash, new_api_token, api_token)) = session else {
+        return login_page(None, 200);
+    };
+    let status = status_json(agent);
+    let listen_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_loopback());
+    let lan_subnets = lan::read(config.lan_interface, listen_ip);
+    let view = page::StatusView {
+        status: &status,
+        csrf: &csrf,
+        flash: flash.as_ref(),
+        new_api_token: new_api_token.as_deref(),
+        api_token: api_token.as_ref().map(|(id, created)| (id.as_str(), *created)),
+        lan_subnets: &lan_subnets,
+        login_qr: None,
+        now: clock::unix_now(),
+    };
+    Response::html(200, page::status(&view))
+}
+
+/// The status object, as `tinytail status --json` has it.
+fn status_json(agent: &Agent) -> serde_json::Value {
+    crate::status::json(&agent.lock())
+}
+
+fn setup_page(agent: &Agent, error: Option<&str>) -> Response {
+    let has_password = agent.web.lock().credentials.password.is_some();
+    let csrf = auth::hex(&random::bytes32());
+    Response::html(if error.is_some() { 400 } else { 200 }, page::setup(&csrf, has_password, error))
+        .with_header("Set-Cookie", pre_csrf_cookie(&csrf))
+}
+
+fn login_page(error: Option<&str>, status: u16) -> Response {
+    let csrf = auth::hex(&random::bytes32());
+    Response::html(status, page::login(&csrf, error)).with_header("Set-Cookie", pre_csrf_cookie(&csrf))
+}
+
+/// Sign-in and setup come before any session: the form's token must equal the cookie's.
+fn pre_csrf_ok(req: &Request) -> bool {
+    match (req.cookie(PRE_CSRF_COOKIE), req.form("csrf")) {
+        (Some(cookie), Some(form)) => {
+            !cookie.is_empty() && auth::constant_time_eq(cookie.as_bytes(), form.as_bytes())
+        }
+        _ => false,
+    }
+}
+
+async fn post_setup(agent: &Agent, req: &Request, client: IpAddr) -> Response {
+    if !pre_csrf_ok(req) {
+        return Response::text(403, "forbidden: missing or wrong CSRF token; reload the page");
+    }
+    let password = req.form("password").unwrap_or_default();
+    let repeated = req.form("password2").unwrap_or_default();
+    {
+        let mut web = agent.web.lock();
+        if web.credentials.password.is_some() {
+            // A reset: only with the setup code, and rate-limited like the password.
+            let now = Instant::now();
+            if let Err(wait) = web.limiter.check(client, now) {
+                return too_many(wait);
+            }
+            let code = req.form("code").unwrap_or_default();
+            let valid = web.setup_code.as_ref().is_some_and(|c| c.accepts(&code, now));
+            if !valid {
+                web.limiter.failed(client, now);
+                drop(web);
+                return setup_page(agent, Some("wrong or expired setup code"));
+            }
+        }
+    }
+    if let Err(e) = auth::check_new_password(&password, &repeated) {
+        return setup_page(agent, Some(&e));
+    }
+    let salt: [u8; 16] = random::bytes32()[..16].try_into().unwrap_or([0; 16]);
+    let hash = match tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&password, auth::PBKDF2_ITERATIONS, salt)
+    })
+    .await
+    {
+        Ok(h) => h,
+        Err(_) => return Response::text(500, "hashing failed"),
+    };
+    let record = {
+        let mut web = agent.web.lock();
+        web.credentials.password = Some(hash);
+        web.setup_code = None;
+        web.sessions.clear();
+        web.limiter.succeeded(client);
+        web.credentials.encode()
+    };
+    if let Err(e) = agent.store.put_config(ConfigKey::WebPasswordHash, Some(&record)) {
+        return Response::text(500, &format!("saving the password: {e}"));
+    }
+    daemon::log("web: admin password set");
+    signed_in(agent, "Password set.")
+}
+
+async fn post_login(agent: &Agent, req: &Request, client: IpAddr) -> Response {
+    if !pre_csrf_ok(req) {
+        return Response::text(403, "forbidden: missing or wrong CSRF token; reload the page");
+    }
+    let hash = {
+        let mut web = agent.web.lock();
+        if let Err(wait) = web.limiter.check(client, Instant::now()) {
+            return too_many(wait);
+        }
+        web.credentials.password.clone()
+    };
+    let Some(hash) = hash else { return Response::see_other("/") };
+    let password = req.form("password").unwrap_or_default();
+    let ok = password.len() <= auth::MAX_PASSWORD_LEN
+        && tokio::task::spawn_blocking(move || hash.verify(&password)).await.unwrap_or(false);
+    if !ok {
+        agent.web.lock().limiter.failed(client, Instant::now());
+        daemon::log(&format!("web: wrong password from {client}"));
+        return login_page(Some("Wrong password."), 401);
+    }
+    agent.web.lock().limiter.succeeded(client);
+    signed_in(agent, "Signed in.")
+}
+
+fn too_many(wait: Duration) -> Response {
+    let secs = wait.as_secs().max(1);
+    login_page(Some(&format!("Too many wrong attempts: wait {secs} seconds.")), 429)
+        .with_header("Retry-After", secs.to_string())
+}
+
+fn signed_in(agent: &Agent, message: &str) -> Response {
+    let token = {
+        let mut web = agent.web.lock();
+        let token = web.sessions.create(Instant::now(), random::bytes32(), random::bytes32());
+        if let Some(s) = web.sessions.get(&token, Instant::now()) {
+            s.flash = Some(Flash { ok: true, text: message.into() });
+        }
+        token
+    };
+    Response::see_other("/")
+        .with_header(
+            "Set-Cookie",
+            format!(
+                "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                auth::SESSION_MAX.as_secs()
+            ),
+        )
+        .with_header("Set-Cookie", clear_cookie(PRE_CSRF_COOKIE))
+}
+
+fn pre_csrf_cookie(value: &str) -> String {
+    format!("{PRE_CSRF_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict")
+}
+
+fn clear_cookie(name: &str) -> String {
+    format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// Runs a request through the daemon's handler (the CLI's path) in its own task, so a browser
+/// that goes away never cancels a change halfway. Returns the final reply, or, if the daemon
+/// sends a login URL first or takes longer than [`CHANGE_WAIT`], a note that it goes on.
+async fn change(agent: &Agent, request: ipc::Request) -> Result<String, String> {
+    let (urls, mut url_rx) = tokio::sync::mpsc::unbounded_channel();
+    let task_agent = agent.clone();
+    let mut task =
+        tokio::spawn(async move { daemon::handle_request(&task_agent, request, Some(urls)).await });
+    tokio::select! {
+        reply = &mut task => match reply {
+            Ok(Reply::Ok { message, .. }) => Ok(message),
+            Ok(Reply::Error(e)) => Err(e),
+            Ok(Reply::AuthUrl(_)) | Err(_) => Err("the agent ended the request early".into()),
+        },
+        Some(_) = url_rx.recv() => Ok("Open the login URL shown below to finish logging in.".into()),
+        () = tokio::time::sleep(CHANGE_WAIT) => Ok("Still applying; this page refreshes.".into()),
+    }
+}
+
+fn from_reply(result: Result<String, String>, done: &str) -> Flash {
+    match result {
+        Ok(m) if m.is_empty() || m == "Success." => Flash { ok: true, text: done.into() },
+        Ok(m) => Flash { ok: true, text: m },
+        Err(e) => Flash { ok: false, text: e },
+    }
+}
+
+fn registered(agent: &Agent) -> bool {
+    agent.lock().state.registered
+}
+
+const LOG_IN_FIRST: &str = "Log in to the tailnet first.";
+
+async fn post_routes(agent: &Agent, req: &Request) -> Flash {
+    let text = req.form("routes").unwrap_or_default();
+    let mut routes = Vec::new();
+    for r in text.split([',', ' ', '\n']).map(str::trim).filter(|r| !r.is_empty()) {
+        match crate::prefix::Prefix::parse_route(r) {
+            Ok(p) => routes.push(p.to_string()),
+            Err(e) => return Flash { ok: false, text: e.to_string() },
+        }
+    }
+    routes.sort();
+    routes.dedup();
+    if !registered(agent) {
+        return Flash { ok: false, text: LOG_IN_FIRST.into() };
+    }
+    let up = UpArgs { advertise_routes: Some(routes), timeout_secs: UP_TIMEOUT_SECS, ..UpArgs::default() };
+    from_reply(change(agent, ipc::Request::Up(up)).await, "Routes saved.")
+}
+
+async fn post_toggle(agent: &Agent, req: &Request, set: impl Fn(&mut UpArgs, bool)) -> Flash {
+    let on = match req.form("on").as_deref() {
+        Some("true") => true,
+        Some("false") => false,
+        _ => return Flash { ok: false, text: "bad form".into() },
+    };
+    if !registered(agent) {
+        return Flash { ok: false, text: LOG_IN_FIRST.into() };
+    }
+    let mut up = UpArgs { timeout_secs: UP_TIMEOUT_SECS, ..UpArgs::default() };
+    set(&mut up, on);
+    from_reply(change(agent, ipc::Request::Up(up)).await, "Saved.")
+}
+
+async fn post_hostname(agent: &Agent, req: &Request) -> Flash {
+    let hostname = req.form("hostname").unwrap_or_default().trim().to_string();
+    let valid = hostname.len() <= 63
+        && hostname.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !hostname.starts_with('-')
+        && !hostname.ends_with('-');
+    if !valid {
+        return Flash {
+            ok: false,
+            text: "A hostname is up to 63 letters, digits and inner dashes (empty: the system's).".into(),
+        };
+    }
+    if !registered(agent) {
+        return Flash { ok: false, text: LOG_IN_FIRST.into() };
+    }
+    let up = UpArgs { hostname: Some(hostname), timeout_secs: UP_TIMEOUT_SECS, ..UpArgs::default() };
+    from_reply(change(agent, ipc::Request::Up(up)).await, "Hostname saved.")
+}
+
+async fn post_tailnet_login(agent: &Agent, req: &Request) -> Flash {
+    let auth_key = req.form("auth_key").map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
+    if let Some(key) = &auth_key {
+        // The CLI's check and message: API tokens and OAuth secrets are refused by name.
+        if let Err(e) = AuthKey::check(key) {
+            return Flash { ok: false, text: e.to_string() };
+        }
+    }
+    let login_server = req.form("login_server").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    if let Some(url) = &login_server {
+        if let Err(e) = crate::control::ServerUrl::parse(url) {
+            return Flash { ok: false, text: e.to_string() };
+        }
+    }
+    let timeout_secs = if auth_key.is_some() { UP_TIMEOUT_SECS } else { LOGIN_TIMEOUT_SECS };
+    let up = UpArgs { login_server, auth_key, timeout_secs, ..UpArgs::default() };
+    from_reply(change(agent, ipc::Request::Up(up)).await, "Logged in.")
+}
+
+fn post_api_token(agent: &Agent, session: &str, req: &Request) -> Flash {
+    let (record, shown, text) = {
+        let mut web = agent.web.lock();
+        let (shown, text) = match req.form("do").as_deref() {
+            Some("create") => {
+                let (token, full) = ApiToken::new(random::bytes32(), clock::unix_now());
+                web.credentials.api_token = Some(token);
+                (Some(full), "API token created; it is shown below once.")
+            }
+            Some("revoke") => {
+                web.credentials.api_token = None;
+                (None, "API token revoked.")
+            }
+            _ => return Flash { ok: false, text: "bad form".into() },
+        };
+        (web.credentials.encode(), shown, text)
+    };
+    if let Err(e) = agent.store.put_config(ConfigKey::WebPasswordHash, Some(&record)) {
+        return Flash { ok: false, text: format!("saving the token: {e}") };
+    }
+    if let Some(s) = agent.web.lock().sessions.get(session, Instant::now()) {
+        s.new_api_token = shown;
+    }
+    Flash { ok: true, text: text.into() }
+}
+
+async fn api_route(agent: &Agent, req: &Request) -> Response {
+    let presented = req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+    let authorized = {
+        let web = agent.web.lock();
+        match (&web.credentials.api_token, presented) {
+            (Some(token), Some(p)) => token.matches(p),
+            _ => false,
+        }
+    };
+    if !authorized {
+        return Response::json_error(401, "API token invalid")
+            .with_header("WWW-Authenticate", "Bearer realm=\"tinytail\"".into());
+    }
+    let rest = req.path.strip_prefix("/api/v2/device/").unwrap_or("");
+    let (id, sub) = rest.split_once('/').unwrap_or((rest, ""));
+    let src = device_source(agent);
+    let ours = id == "self"
+        || src
+            .self_node
+            .as_ref()
+            .is_some_and(|n| id == n.id.to_string() || (!n.stable_id.is_empty() && id == n.stable_id));
+    if id.is_empty() || !ours {
+        return Response::json_error(404, "not found: this API knows one device, \"self\"");
+    }
+    match (req.method.as_str(), sub) {
+        ("GET" | "HEAD", "") => match api::Fields::parse(req.query_param("fields").as_deref()) {
+            Ok(fields) => Response::json(200, &api::device(&src, fields)),
+            Err(e) => Response::json_error(400, &e),
+        },
+        ("GET" | "HEAD", "routes") => Response::json(200, &api::routes(&src)),
+        ("POST", "routes") => api_set_routes(agent, req).await,
+        (_, "" | "routes") => Response::json_error(405, "method not allowed"),
+        _ => Response::json_error(404, "not found"),
+    }
+}
+
+async fn api_set_routes(agent: &Agent, req: &Request) -> Response {
+    let (subnets, exit) = match api::parse_routes_body(&req.body) {
+        Ok(r) => r,
+        Err(e) => return Response::json_error(400, &e),
+    };
+    if !registered(agent) {
+        return Response::json_error(409, "not logged in to a tailnet");
+    }
+    let up = UpArgs {
+        advertise_routes: Some(subnets),
+        advertise_exit_node: Some(exit),
+        timeout_secs: UP_TIMEOUT_SECS,
+        ..UpArgs::default()
+    };
+    match change(agent, ipc::Request::Up(up)).await {
+        Ok(_) => Response::json(200, &api::routes(&device_source(agent))),
+        Err(e) => Response::json_error(502, &e),
+    }
+}
+
+/// A snapshot of what the device object shows. Only public keys leave this function.
+fn device_source(agent: &Agent) -> api::DeviceSource {
+    let s = agent.lock();
+    let public = |k: &tinytail_core::key::PrivateKey| tinytail_core::control::noise::public_key(k);
+    let hostinfo = daemon::hostinfo(&s.state.prefs, &s.version, 0);
+    api::DeviceSource {
+        self_node: s.netmap.self_node.clone(),
+        machine_key: s.state.machine_key.as_ref().map(|k| MachinePublic(public(k)).to_string()),
+        node_key: s.state.node_key.as_ref().map(|k| NodePublic(public(k)).to_string()),
+        advertised_routes: hostinfo.routable_ips,
+        hostname: hostinfo.hostname,
+        client_version: s.version.clone(),
+        connected: s.control.connected,
+        now: clock::rfc3339(clock::unix_now()),
+        derp: s.netmap.derp_regions.get(&s.preferred_derp).map(|r| r.region_code.clone()).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "POST".into(),
+            path: "/routes".into(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn origin_must_name_this_host_when_present() {
+        assert!(
+            check_origin(&post(&[("host", "192.0.2.1:8088"), ("origin", "http://192.0.2.1:8088")])).is_ok()
+        );
+        assert!(
+            check_origin(&post(&[("host", "192.0.2.1:8088")])).is_ok(),
+            "no Origin: the CSRF token decides"
+        );
+        assert!(
+            check_origin(&post(&[("host", "192.0.2.1:8088"), ("origin", "http://evil.example")])).is_err()
+        );
+        assert!(check_origin(&post(&[("host", "192.0.2.1:8088"), ("origin", "null")])).is_err());
+        assert!(
+            check_origin(&post(&[("host", "192.0.2.1:8088"), ("origin", "http://192.0.2.1:8089")])).is_err()
+        );
+        assert!(
+            check_origin(&post(&[("host", "192.0.2.1:8088"), ("referer", "http://192.0.2.1:8088/")])).is_ok()
+        );
+        assert!(check_origin(&post(&[("host", "192.0.2.1:8088"), ("referer", "http://192.0.2.1.evil/")]))
+            .is_err());
+        assert!(check_origin(&post(&[("origin", "http://192.0.2.1:8088")])).is_err(), "no Host, no match");
+    }
+
+    #[test]
+    fn pre_session_csrf_is_double_submit() {
+        let mut req = post(&[("cookie", "tt_csrf=abc")]);
+        req.body = b"csrf=abc&password=x".to_vec();
+        assert!(pre_csrf_ok(&req));
+        req.body = b"csrf=abd&password=x".to_vec();
+        assert!(!pre_csrf_ok(&req));
+        req.body = b"password=x".to_vec();
+        assert!(!pre_csrf_ok(&req));
+        let mut no_cookie = post(&[]);
+        no_cookie.body = b"csrf=&password=x".to_vec();
+        assert!(!pre_csrf_ok(&no_cookie));
+    }
+
+    #[test]
+    fn web_state_loads_the_stored_record_and_issues_codes() {
+        let hash = PasswordHash::new("long password", 1, [0; 16]);
+        let record = Credentials { password: Some(hash), api_token: None }.encode();
+        let web = WebState::new(Some(&record));
+        assert!(web.lock().credentials.password.is_some());
+        let a = web.issue_setup_code();
+        let b = web.issue_setup_code();
+        assert_ne!(a, b);
+        assert!(web.lock().setup_code.as_ref().is_some_and(|c| c.accepts(&b, Instant::now())));
+        assert!(WebState::new(None).lock().credentials.password.is_none());
+    }
+}

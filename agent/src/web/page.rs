@@ -1,0 +1,572 @@
+//! The page's HTML, rendered on the server from the same status object `tinytail status --json`
+//! prints, so the page and the CLI never disagree. Every action is a plain form post (works
+//! without JavaScript); `app.js` only reloads while we wait and asks before destructive posts.
+//! Every value from the network or the user goes through [`escape_html`].
+//!
+//! Shown as "not available yet" (the datapath is not wired): peer paths, DERP latencies, drop
+//! counters.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::auth::Flash;
+use super::http::escape_html as esc;
+use crate::clock;
+
+/// The key expiry warning starts this long before the key expires (as the admin console does).
+pub const EXPIRY_WARNING_SECS: i64 = 14 * 86_400;
+
+/// Everything the status page shows besides the status object.
+pub struct StatusView<'a> {
+    pub status: &'a Value,
+    pub csrf: &'a str,
+    pub flash: Option<&'a Flash>,
+    /// A just-created API token, shown this once.
+    pub new_api_token: Option<&'a str>,
+    /// (id, created) of the stored API token.
+    pub api_token: Option<(&'a str, i64)>,
+    /// Subnets on the LAN side, offered as one-click routes: (interface, prefix).
+    pub lan_subnets: &'a [(String, String)],
+    /// The login URL as an SVG QR code, if one is pending.
+    pub login_qr: Option<String>,
+    pub now: i64,
+}
+
+/// First run or password reset.
+pub fn setup(csrf: &str, has_password: bool, error: Option<&str>) -> String {
+    let mut b = String::new();
+    let intro = if has_password {
+        "Reset the admin password with a one-time setup code. Run <code>tinytail web setup-code</code> on the \
+         router to get one (valid 15 minutes)."
+    } else {
+        "First run: choose the admin password for this page (at least 10 characters). It is stored only as a \
+         salted slow hash. If someone else on your LAN might get here first, use a setup code from \
+         <code>tinytail web setup-code</code> to reset it afterwards."
+    };
+    let _ = write!(
+        b,
+        "<section class=\"narrow\"><h2>Set the admin password</h2><p>{intro}</p>{}\
+         <form method=\"post\" action=\"/setup\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        error.map(|e| note(false, e)).unwrap_or_default(),
+        esc(csrf)
+    );
+    if has_password {
+        b.push_str(
+            "<label for=\"code\">Setup code</label><input type=\"text\" id=\"code\" name=\"code\" \
+             autocomplete=\"off\" required>",
+        );
+    }
+    b.push_str(
+        "<label for=\"pw\">New password</label><input type=\"password\" id=\"pw\" name=\"password\" \
+         autocomplete=\"new-password\" minlength=\"10\" required>\
+         <label for=\"pw2\">Repeat it</label><input type=\"password\" id=\"pw2\" name=\"password2\" \
+         autocomplete=\"new-password\" minlength=\"10\" required>\
+         <button type=\"submit\">Set password</button></form></section>",
+    );
+    document("Set up", &b, None, None)
+}
+
+/// The sign-in form.
+pub fn login(csrf: &str, error: Option<&str>) -> String {
+    let b = format!(
+        "<section class=\"narrow\"><h2>Sign in</h2>{}<form method=\"post\" action=\"/login\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <label for=\"pw\">Admin password</label><input type=\"password\" id=\"pw\" name=\"password\" \
+         autocomplete=\"current-password\" required autofocus>\
+         <button type=\"submit\">Sign in</button></form>\
+         <p class=\"mute\">Forgot it? Run <code>tinytail web setup-code</code> on the router, then \
+         <a href=\"/setup\">reset the password</a>.</p></section>",
+        error.map(|e| note(false, e)).unwrap_or_default(),
+        esc(csrf)
+    );
+    document("Sign in", &b, None, None)
+}
+
+/// The status page with every change form.
+pub fn status(v: &StatusView<'_>) -> String {
+    let s = v.status;
+    let mut b = String::new();
+    if let Some(f) = v.flash {
+        b.push_str(&note(f.ok, &f.text));
+    }
+    if let Some(token) = v.new_api_token {
+        let _ = write!(
+            b,
+            "<div class=\"note warn wide\"><b>Your new API token</b> (shown once; copy it now):<br>\
+             <code id=\"api-token\">{}</code></div>",
+            esc(token)
+        );
+    }
+    b.push_str("<main>");
+    let (online, why) = state_summary(s);
+    let registered = s["Self"].is_object() || s["BackendState"] != "NeedsLogin";
+    let _ = write!(
+        b,
+        "<section class=\"wide\" id=\"state\"><h2>Tailnet <span class=\"badge {}\">{}</span></h2><p>{}</p>",
+        if online { "ok" } else { "bad" },
+        if online { "online" } else { "offline" },
+        esc(&why)
+    );
+    for h in s["Health"].as_array().into_iter().flatten() {
+        let _ = write!(b, "<p class=\"warn\">{}</p>", esc(h.as_str().unwrap_or("")));
+    }
+    b.push_str("</section>");
+    b.push_str(&this_node(s, v.now));
+    b.push_str(&login_section(v, registered));
+    b.push_str(&routes_section(v));
+    b.push_str(&peers_section(s));
+    b.push_str(&options_section(v));
+    b.push_str(&derp_section(s));
+    b.push_str(&api_section(v));
+    b.push_str("</main>");
+    let waiting = s["AuthURL"].as_str().is_some_and(|u| !u.is_empty())
+        || matches!(s["BackendState"].as_str(), Some("Starting" | "NeedsMachineAuth"))
+        || routes_pending(s);
+    document("Status", &b, Some(v.csrf), waiting.then_some(5))
+}
+
+/// Online or not, and why not, in words.
+pub fn state_summary(s: &Value) -> (bool, String) {
+    let backend = s["BackendState"].as_str().unwrap_or("");
+    let connected = s["Control"]["Connected"].as_bool() == Some(true);
+    let last_error = s["Control"]["LastError"].as_str().unwrap_or("");
+    let down_since = s["Control"]["DownSince"].as_str();
+    if backend == "Running" && connected {
+        return (true, format!("Connected to {}.", s["LoginServer"].as_str().unwrap_or("control")));
+    }
+    if s["Self"]["Expired"] == true {
+        return (false, "This node's key has expired: log in again below.".into());
+    }
+    if let Some(tka) = s["TKA"].as_object() {
+        if tka.get("disabled") != Some(&Value::Bool(true)) && s["Self"]["HasKeySignature"] == false {
+            return (false, "Locked out: tailnet lock is on and this node's key is not signed.".into());
+        }
+    }
+    let why = match backend {
+        "NeedsLogin" if s["AuthURL"].as_str().is_some_and(|u| !u.is_empty()) => {
+            "Waiting for the login to be completed at the login URL below.".to_string()
+        }
+        "NeedsLogin" => "Logged out: log in below.".to_string(),
+        "NeedsMachineAuth" => "Waiting for a tailnet admin to approve this device.".to_string(),
+        "Stopped" => "Stopped (tinytail down): the login is kept.".to_string(),
+        _ if down_since.is_some() => {
+            format!("Control unreachable since {}: {last_error}", down_since.unwrap_or(""))
+        }
+        "Starting" => "Connecting to control…".to_string(),
+        other => format!("State: {other}"),
+    };
+    (false, why)
+}
+
+fn this_node(s: &Value, now: i64) -> String {
+    let me = &s["Self"];
+    let ips: Vec<&str> =
+        me["TailscaleIPs"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let hostname =
+        me["HostName"].as_str().filter(|h| !h.is_empty()).or(s["Prefs"]["Hostname"].as_str()).unwrap_or("");
+    let expiry = match me["KeyExpiry"].as_str() {
+        None if me.is_object() => "never (key expiry disabled)".to_string(),
+        None => "—".to_string(),
+        Some(t) => match clock::parse_rfc3339(t) {
+            Some(at) if at <= now => format!("<span class=\"bad\">expired {}</span>", esc(t)),
+            Some(at) if at - now <= EXPIRY_WARNING_SECS => format!(
+                "<span class=\"warn\" id=\"expiry-warning\">{} (in {} days: log in again before then)</span>",
+                esc(t),
+                (at - now) / 86_400
+            ),
+            _ => esc(t),
+        },
+    };
+    let tailnet = s["MagicDNSSuffix"].as_str().filter(|d| !d.is_empty()).unwrap_or("—");
+    format!(
+        "<section id=\"node\"><h2>This router</h2><dl><dt>Tailnet</dt><dd>{}</dd><dt>Hostname</dt><dd>{}</dd>\
+         <dt>Name</dt><dd>{}</dd><dt>Addresses</dt><dd class=\"mono\">{}</dd><dt>Key expiry</dt><dd>{expiry}</dd>\
+         <dt>Login server</dt><dd>{}</dd><dt>Version</dt><dd>{}</dd></dl></section>",
+        esc(tailnet),
+        esc(hostname),
+        esc(me["DNSName"].as_str().unwrap_or("—")),
+        if ips.is_empty() { "—".to_string() } else { ips.iter().map(|i| esc(i)).collect::<Vec<_>>().join("<br>") },
+        esc(s["LoginServer"].as_str().filter(|l| !l.is_empty()).unwrap_or("—")),
+        esc(s["Version"].as_str().unwrap_or("")),
+    )
+}
+
+fn login_section(v: &StatusView<'_>, registered: bool) -> String {
+    let s = v.status;
+    let mut b = String::from("<section id=\"login\"><h2>Login</h2>");
+    if let Some(url) = s["AuthURL"].as_str().filter(|u| !u.is_empty()) {
+        let _ = write!(
+            b,
+            "<p>Open this URL to log in (or scan it with a phone):</p><p><a class=\"mono\" id=\"auth-url\" \
+             href=\"{0}\" rel=\"noreferrer\" target=\"_blank\">{0}</a></p>",
+            esc(url)
+        );
+        if let Some(svg) = &v.login_qr {
+            let _ = write!(b, "<img class=\"qr\" alt=\"QR code of the login URL\" src=\"{}\">", esc(svg));
+        }
+    }
+    let needs_login = s["BackendState"] == "NeedsLogin" || !registered;
+    if needs_login {
+        let server = s["LoginServer"].as_str().filter(|l| !l.is_empty()).unwrap_or("");
+        let _ = write!(
+            b,
+            "<form method=\"post\" action=\"/tailnet/login\">{csrf}\
+             <label for=\"ls\">Login server</label><input type=\"text\" id=\"ls\" name=\"login_server\" value=\"{}\" \
+             placeholder=\"https://controlplane.tailscale.com\">\
+             <label for=\"ak\">Auth key (optional)</label><input type=\"password\" id=\"ak\" name=\"auth_key\" \
+             autocomplete=\"off\" placeholder=\"tskey-auth-…\">\
+             <button type=\"submit\">Log in</button></form>\
+             <p class=\"mute\">Without an auth key, you get a login URL to open.</p>",
+            esc(server),
+            csrf = csrf_field(v.csrf)
+        );
+    } else {
+        let _ = write!(
+            b,
+            "<p>Logged in to {}.</p><form method=\"post\" action=\"/tailnet/logout\" \
+             data-confirm=\"Log out of the tailnet? The router stops routing until it logs in again.\">{}\
+             <button type=\"submit\" class=\"danger\">Log out of the tailnet</button></form>",
+            esc(s["LoginServer"].as_str().unwrap_or("")),
+            csrf_field(v.csrf)
+        );
+    }
+    b.push_str("</section>");
+    b
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().into_iter().flatten().filter_map(|x| x.as_str().map(String::from)).collect()
+}
+
+/// Subnet routes we advertise (from prefs; exit routes are shown as the exit node option).
+fn advertised(s: &Value) -> Vec<String> {
+    strings(&s["Prefs"]["AdvertiseRoutes"])
+}
+
+fn routes_pending(s: &Value) -> bool {
+    let enabled = strings(&s["Self"]["enabledRoutes"]);
+    s["BackendState"] == "Running" && advertised(s).iter().any(|r| !enabled.contains(r))
+}
+
+fn routes_section(v: &StatusView<'_>) -> String {
+    let s = v.status;
+    let advertised = advertised(s);
+    let enabled = strings(&s["Self"]["enabledRoutes"]);
+    let mut b = String::from("<section id=\"routes\" class=\"wide\"><h2>Subnet routes</h2>");
+    if advertised.is_empty() && enabled.is_empty() {
+        b.push_str("<p class=\"mute\">No routes advertised.</p>");
+    } else {
+        b.push_str("<table><thead><tr><th>Route</th><th>advertisedRoutes</th><th>enabledRoutes</th></tr></thead><tbody>");
+        let mut all = advertised.clone();
+        all.extend(enabled.iter().filter(|r| !advertised.contains(r)).cloned());
+        for r in &all {
+            let adv = advertised.contains(r);
+            let en = enabled.contains(r);
+            let _ = write!(
+                b,
+                "<tr data-route=\"{0}\"><td class=\"mono\">{0}</td><td>{1}</td><td class=\"route-state {2}\">{3}</td></tr>",
+                esc(r),
+                if adv { "advertised" } else { "—" },
+                if en { "ok" } else { "warn" },
+                if en { "enabled" } else if adv { "waiting for approval" } else { "not enabled" }
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
+    let _ = write!(
+        b,
+        "<form method=\"post\" action=\"/routes\">{}<label for=\"rt\">Advertised routes (comma-separated CIDRs)</label>\
+         <input type=\"text\" id=\"rt\" name=\"routes\" value=\"{}\" placeholder=\"192.168.1.0/24\">\
+         <button type=\"submit\">Save routes</button></form>",
+        csrf_field(v.csrf),
+        esc(&advertised.join(", "))
+    );
+    let offered: Vec<&(String, String)> =
+        v.lan_subnets.iter().filter(|(_, p)| !advertised.contains(p)).collect();
+    if !offered.is_empty() {
+        b.push_str("<p>LAN subnets on this router:</p><div class=\"row\">");
+        for (ifname, prefix) in offered {
+            let mut with = advertised.clone();
+            with.push(prefix.clone());
+            let _ = write!(
+                b,
+                "<form method=\"post\" action=\"/routes\">{}<input type=\"hidden\" name=\"routes\" value=\"{}\">\
+                 <button type=\"submit\" class=\"plain\" data-add-route=\"{2}\">Add {2} ({3})</button></form>",
+                csrf_field(v.csrf),
+                esc(&with.join(",")),
+                esc(prefix),
+                esc(ifname)
+            );
+        }
+        b.push_str("</div>");
+    }
+    b.push_str("</section>");
+    b
+}
+
+fn peers_section(s: &Value) -> String {
+    let mut b = String::from("<section id=\"peers\" class=\"wide\"><h2>Peers</h2>");
+    let peers = s["Peer"].as_object();
+    if peers.is_none_or(|p| p.is_empty()) {
+        b.push_str("<p class=\"mute\">No peers.</p></section>");
+        return b;
+    }
+    let regions = derp_names(s);
+    b.push_str(
+        "<table><thead><tr><th>Host</th><th>Address</th><th>OS</th><th>State</th><th>Path</th></tr></thead><tbody>",
+    );
+    for p in peers.into_iter().flat_map(|p| p.values()) {
+        let online = p["Online"] == true;
+        let home = p["HomeDERP"].as_u64().unwrap_or(0);
+        let home = match regions.iter().find(|(id, _)| *id == home) {
+            Some((_, code)) => format!("home DERP {}", esc(code)),
+            None if home != 0 => format!("home DERP {home}"),
+            None => "no home DERP".into(),
+        };
+        let _ = write!(
+            b,
+            "<tr class=\"peer\"><td>{}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"{}\">{}</td>\
+             <td class=\"mute\">not available yet ({} endpoints known, {home})</td></tr>",
+            esc(p["HostName"].as_str().unwrap_or("")),
+            esc(p["TailscaleIPs"][0].as_str().unwrap_or("—")),
+            esc(p["OS"].as_str().unwrap_or("")),
+            if online { "ok" } else { "mute" },
+            if online { "online" } else { "offline" },
+            p["Endpoints"].as_array().map_or(0, Vec::len),
+        );
+    }
+    b.push_str("</tbody></table><p class=\"mute\">Path (direct ip:port or DERP relay) is not available yet: the datapath is not wired.</p></section>");
+    b
+}
+
+fn derp_names(s: &Value) -> Vec<(u64, String)> {
+    s["DERPRegions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| (r["RegionID"].as_u64().unwrap_or(0), r["RegionCode"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+fn options_section(v: &StatusView<'_>) -> String {
+    let s = v.status;
+    let prefs = &s["Prefs"];
+    let exit = prefs["AdvertiseExitNode"] == true;
+    let snat = prefs["SNATSubnetRoutes"] == true;
+    let exit_enabled = strings(&s["Self"]["enabledRoutes"]).iter().any(|r| r == "0.0.0.0/0");
+    let mut b = String::from("<section id=\"options\"><h2>Options</h2><dl>");
+    let _ = write!(
+        b,
+        "<dt>Exit node</dt><dd id=\"exit-state\">{}</dd><dt>SNAT to LAN</dt><dd id=\"snat-state\">{}</dd><dt>Drop counters</dt>\
+         <dd class=\"mute\">not available yet (datapath not wired)</dd></dl>",
+        match (exit, exit_enabled) {
+            (true, true) => "advertised, enabled",
+            (true, false) => "advertised, waiting for approval",
+            (false, _) => "off",
+        },
+        if snat { "on" } else { "off" },
+    );
+    let toggle = |action: &str, on: bool, what: &str| {
+        format!(
+            "<form method=\"post\" action=\"{action}\">{}<input type=\"hidden\" name=\"on\" value=\"{}\">\
+             <button type=\"submit\" class=\"plain\">{} {what}</button></form>",
+            csrf_field(v.csrf),
+            if on { "false" } else { "true" },
+            if on { "Turn off" } else { "Turn on" },
+        )
+    };
+    b.push_str("<div class=\"row\">");
+    b.push_str(&toggle("/exit-node", exit, "exit node"));
+    b.push_str(&toggle("/snat", snat, "SNAT"));
+    b.push_str("</div>");
+    let _ = write!(
+        b,
+        "<form method=\"post\" action=\"/hostname\">{}<label for=\"hn\">Hostname</label>\
+         <input type=\"text\" id=\"hn\" name=\"hostname\" value=\"{}\" maxlength=\"63\">\
+         <button type=\"submit\">Save hostname</button></form></section>",
+        csrf_field(v.csrf),
+        esc(prefs["Hostname"].as_str().unwrap_or(""))
+    );
+    b
+}
+
+fn derp_section(s: &Value) -> String {
+    let home = s["PreferredDERP"].as_u64().unwrap_or(0);
+    let regions = derp_names(s);
+    let home_text = match regions.iter().find(|(id, _)| *id == home) {
+        Some((id, code)) => format!("{} (region {id})", esc(code)),
+        None if home != 0 => format!("region {home}"),
+        None => "none yet".into(),
+    };
+    let list: Vec<String> = regions.iter().map(|(id, code)| format!("{} ({id})", esc(code))).collect();
+    format!(
+        "<section id=\"derp\"><h2>DERP relays</h2><dl><dt>Home</dt><dd>{home_text}</dd><dt>Regions</dt><dd>{}</dd>\
+         <dt>Latencies</dt><dd class=\"mute\">not available yet (not measured: the datapath is not wired; the home \
+         region is the lowest region ID until then)</dd></dl></section>",
+        if list.is_empty() { "—".into() } else { list.join(", ") }
+    )
+}
+
+fn api_section(v: &StatusView<'_>) -> String {
+    let mut b = String::from(
+        "<section id=\"api\"><h2>Local API</h2><p>JSON under <code>/api/v2</code>, with a bearer token \
+         (see README). Creating a token replaces the old one.</p>",
+    );
+    match v.api_token {
+        Some((id, created)) => {
+            let _ = write!(b, "<p>Token <code>{}…</code> created {}.</p>", esc(id), clock::rfc3339(created));
+        }
+        None => b.push_str("<p class=\"mute\">No token.</p>"),
+    }
+    let _ = write!(
+        b,
+        "<div class=\"row\"><form method=\"post\" action=\"/api-token\">{0}<input type=\"hidden\" name=\"do\" value=\"create\">\
+         <button type=\"submit\" class=\"plain\">Create token</button></form>",
+        csrf_field(v.csrf)
+    );
+    if v.api_token.is_some() {
+        let _ = write!(
+            b,
+            "<form method=\"post\" action=\"/api-token\">{}<input type=\"hidden\" name=\"do\" value=\"revoke\">\
+             <button type=\"submit\" class=\"plain\">Revoke token</button></form>",
+            csrf_field(v.csrf)
+        );
+    }
+    b.push_str("</div></section>");
+    b
+}
+
+fn csrf_field(csrf: &str) -> String {
+    format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf))
+}
+
+fn note(ok: bool, text: &str) -> String {
+    format!("<p class=\"note {}\" id=\"flash\">{}</p>", if ok { "ok" } else { "bad" }, esc(text))
+}
+
+/// The document around a body; `signout_csrf` adds the sign-out button, `refresh` makes app.js
+/// reload after that many seconds.
+fn document(title: &str, body: &str, signout_csrf: Option<&str>, refresh: Option<u32>) -> String {
+    let signout = signout_csrf
+        .map(|c| {
+            format!(
+                "<form method=\"post\" action=\"/signout\">{}<button type=\"submit\" class=\"plain\">Sign out</button></form>",
+                csrf_field(c)
+            )
+        })
+        .unwrap_or_default();
+    let refresh = refresh.map(|r| format!(" data-refresh=\"{r}\"")).unwrap_or_default();
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{} · tinytail</title>\
+         <link rel=\"stylesheet\" href=\"/style.css\"><script src=\"/app.js\" defer></script></head>\
+         <body{refresh}><header><h1>tinytail</h1>{signout}</header>{body}</body></html>",
+        esc(title)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn running() -> Value {
+        json!({
+            "Version": "0.1.0", "BackendState": "Running", "AuthURL": "", "LoginServer": "https://control.tinytail.test",
+            "Prefs": {"Hostname": "router", "AdvertiseRoutes": ["192.0.2.0/24"], "AdvertiseExitNode": false,
+                      "SNATSubnetRoutes": true, "AcceptRoutes": false},
+            "Control": {"Connected": true, "DownSince": null, "LastError": null},
+            "Health": [],
+            "Self": {"HostName": "router", "DNSName": "router.tailnet.test.", "TailscaleIPs": ["100.64.0.2", "fd7a:115c:a1e0::2"],
+                     "KeyExpiry": "2026-12-01T00:00:00Z", "Expired": false, "HasKeySignature": false,
+                     "advertisedRoutes": ["192.0.2.0/24"], "enabledRoutes": []},
+            "Peer": {"nodekey:aa": {"HostName": "peer1<script>", "TailscaleIPs": ["100.64.0.1"], "OS": "linux",
+                                    "Online": true, "Endpoints": ["198.18.0.20:41641"], "HomeDERP": 999}},
+            "MagicDNSSuffix": "tailnet.test",
+            "DERPRegions": [{"RegionID": 999, "RegionCode": "rig", "Nodes": ["999a"]}],
+            "PreferredDERP": 999, "TKA": null,
+        })
+    }
+
+    fn view<'a>(status: &'a Value, lan: &'a [(String, String)]) -> StatusView<'a> {
+        StatusView {
+            status,
+            csrf: "c5rf",
+            flash: None,
+            new_api_token: None,
+            api_token: None,
+            lan_subnets: lan,
+            login_qr: None,
+            now: clock::parse_rfc3339("2026-11-26T09:00:00Z").unwrap(),
+        }
+    }
+
+    #[test]
+    fn status_page_shows_state_node_peers_routes_and_escapes() {
+        let s = running();
+        let lan = [("lan0".to_string(), "198.51.100.0/24".to_string())];
+        let html = status(&view(&s, &lan));
+        assert!(html.contains("badge ok\">online"));
+        assert!(
+            html.contains("tailnet.test")
+                && html.contains("100.64.0.2")
+                && html.contains("fd7a:115c:a1e0::2")
+        );
+        assert!(html.contains("peer1&lt;script&gt;") && !html.contains("peer1<script>"));
+        assert!(html.contains("waiting for approval"));
+        assert!(html.contains("data-refresh=\"5\""), "reloads while a route waits for approval");
+        assert!(html.contains("id=\"expiry-warning\""), "expiry within 14 days is warned about");
+        assert!(html.contains("data-add-route=\"198.51.100.0/24\""));
+        assert!(html.contains("home DERP rig"));
+        assert!(html.contains("not available yet"));
+        // Every form carries the CSRF token.
+        assert_eq!(html.matches("<form ").count(), html.matches("name=\"csrf\" value=\"c5rf\"").count());
+        assert!(!html.contains("<script>") && !html.contains("style=\""), "no inline script or style (CSP)");
+    }
+
+    #[test]
+    fn enabled_route_and_far_expiry() {
+        let mut s = running();
+        s["Self"]["enabledRoutes"] = json!(["192.0.2.0/24"]);
+        s["Self"]["KeyExpiry"] = json!("2027-06-01T00:00:00Z");
+        let html = status(&view(&s, &[]));
+        assert!(html.contains("route-state ok\">enabled"));
+        assert!(!html.contains("expiry-warning") && !html.contains("data-refresh"));
+    }
+
+    #[test]
+    fn offline_reasons() {
+        let mut s = running();
+        s["BackendState"] = json!("NeedsLogin");
+        s["Self"] = Value::Null;
+        assert_eq!(state_summary(&s).1, "Logged out: log in below.");
+        s["AuthURL"] = json!("https://control.tinytail.test/register/abc");
+        assert!(state_summary(&s).1.contains("login URL"));
+        let html = status(&view(&s, &[]));
+        assert!(html.contains("id=\"auth-url\"") && html.contains("action=\"/tailnet/login\""));
+        let mut s = running();
+        s["Control"] =
+            json!({"Connected": false, "DownSince": "2026-11-26T08:00:00Z", "LastError": "cannot reach"});
+        s["BackendState"] = json!("Starting");
+        let (online, why) = state_summary(&s);
+        assert!(!online && why.contains("Control unreachable since 2026-11-26T08:00:00Z"), "{why}");
+        let mut s = running();
+        s["Self"]["Expired"] = json!(true);
+        s["BackendState"] = json!("NeedsLogin");
+        assert!(state_summary(&s).1.contains("expired"));
+        let mut s = running();
+        s["Control"]["Connected"] = json!(false);
+        s["TKA"] = json!({"head": "x", "disabled": false});
+        assert!(state_summary(&s).1.contains("Locked out"));
+    }
+
+    #[test]
+    fn setup_and_login_forms_carry_the_token() {
+        let first = setup("tok", false, None);
+        assert!(first.contains("name=\"csrf\" value=\"tok\"") && !first.contains("name=\"code\""));
+        let reset = setup("tok", true, Some("bad <code>"));
+        assert!(reset.contains("name=\"code\"") && reset.contains("bad &lt;code&gt;"));
+        assert!(login("t2", None).contains("name=\"csrf\" value=\"t2\""));
+    }
+}
