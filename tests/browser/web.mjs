@@ -8,6 +8,9 @@
 //   node web.mjs verify  sign in; see the route "enabled"; screenshots (phone, desktop); page
 //                        weight; create an API token; CSRF, stale-session and Origin refusals;
 //                        the 6th wrong password in a minute is refused (429)
+//   node web.mjs relogin log out of the tailnet from the page; log in without a key: the login
+//                        URL is shown with its QR code (written to TT_OUT/auth-url)
+//   node web.mjs online  sign in; the node is online again (after `headscale auth register`)
 //
 // Environment: TT_URL (the page), HS_URL, TT_AUTHKEY (join), TT_PASSWORD, TT_OUT (screenshots,
 // page weight, API token file), TT_TRAFFIC (every response is saved there for the secret grep).
@@ -250,10 +253,45 @@ async function verify(browser) {
   await context.close();
 }
 
+async function relogin(browser) {
+  const context = await newContext(browser, { width: 390, height: 844 });
+  const page = await context.newPage();
+  watchConsole(page);
+  page.on("dialog", (d) => d.accept());
+  await signIn(page, PASSWORD);
+  await Promise.all([page.waitForLoadState(), page.click("form[action='/tailnet/logout'] button")]);
+  const flash = await text(page, "#flash");
+  check(/Logged out/.test(flash) && (await text(page, "#state .badge")) === "offline", `after log out: ${flash}`);
+  ok(`logged out of the tailnet from the page: ${await text(page, "#state p")}`);
+  await page.fill("#ls", env("HS_URL"));
+  await Promise.all([page.waitForLoadState(), page.click("form[action='/tailnet/login'] button")]);
+  await until(page, 20, "the login URL", async () => (await page.locator("#auth-url").count()) === 1);
+  const url = await text(page, "#auth-url");
+  const qrWidth = await page.locator("img.qr").evaluate((img) => img.naturalWidth).catch(() => 0);
+  check(url.startsWith(`${env("HS_URL")}/register/`) && qrWidth > 0, `login URL ${url}, QR width ${qrWidth}`);
+  await page.screenshot({ path: path.join(OUT, "web-login-phone.png"), fullPage: true });
+  fs.writeFileSync(path.join(OUT, "auth-url"), url);
+  ok(`login without a key shows the login URL ${url} and its QR code (${qrWidth} px SVG)`);
+  check(cspViolations.length === 0, `CSP violations: ${cspViolations.join("; ")}`);
+  await context.close();
+}
+
+async function online(browser) {
+  const context = await newContext(browser, { width: 1280, height: 900 });
+  const page = await context.newPage();
+  await signIn(page, PASSWORD);
+  await until(page, 30, "online", async () => (await text(page, "#state .badge")) === "online");
+  check((await page.locator("#auth-url").count()) === 0, "the login URL is gone once logged in");
+  ok("after the interactive login the page shows the node online again");
+  await context.close();
+}
+
 const browser = await launch();
 try {
   if (phase === "join") await join(browser);
   else if (phase === "verify") await verify(browser);
+  else if (phase === "relogin") await relogin(browser);
+  else if (phase === "online") await online(browser);
   else fail(`unknown phase "${phase}"`);
 } finally {
   await browser.close();

@@ -20,6 +20,8 @@
 #                   password in a minute is refused (429)
 #   api             /api/v2/device/self with fields default|all|default,all against the seed's
 #                   device shape; routes GET and POST round trip; JSON errors; no token -> 401
+#   relogin         log out from the page; log in without a key: login URL and QR code shown;
+#                   `headscale auth register` brings the node back online on the page
 #   store/secrets   the change is in the store (survives a restart of tinytail); no response
 #                   body of the run holds the auth key or any private key (every 64-hex or
 #                   base64 key-sized string in the captured traffic is checked against the
@@ -156,6 +158,13 @@ pass() { printf 'web: ok  %s\n' "$*"; }
   [[ "$(stat -c %a "$tt_state")" == 600 ]] || rig_fail "store image not 0600"
   pass "after a restart: routes from the page/API are in the store, the API token still works, the web's record is there; store is 0600"
 
+  # --- log out and log in interactively from the page (the restart reset the rate limit) ---------
+  browser relogin || rig_fail "browser relogin phase"
+  auth_url="$(cat "$out/auth-url")"
+  rig_hs auth register --auth-id "${auth_url##*/}" --user rig >/dev/null
+  pass "headscale auth register for the URL the page showed"
+  browser online || rig_fail "browser online phase"
+
   # --- no secret in any response ---------------------------------------------------------------
   n="$(find "$traffic" -type f | wc -l)"
   ! grep -rqaF "$key" "$traffic" || rig_fail "a response body holds the auth key"
@@ -182,7 +191,7 @@ EOF
   pass "no response body of the run ($n captured) holds the auth key or a private key; the log has no auth key"
 
   mkdir -p "$screens"
-  cp "$out"/web-status-*.png "$screens/"
-  echo "web: screenshots in $screens: $(cd "$screens" && echo web-status-*.png)"
+  cp "$out"/web-*.png "$screens/"
+  echo "web: screenshots in $screens: $(cd "$screens" && echo web-*.png)"
 )
 echo "web: all checks passed"

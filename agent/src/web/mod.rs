@@ -23,6 +23,7 @@ pub mod auth;
 pub mod http;
 pub mod lan;
 pub mod page;
+pub mod qr;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -311,7 +312,7 @@ fn index(agent: &Agent, config: &WebConfig, req: &Request) -> Response {
         new_api_token: new_api_token.as_deref(),
         api_token: api_token.as_ref().map(|(id, created)| (id.as_str(), *created)),
         lan_subnets: &lan_subnets,
-        login_qr: None,
+        login_qr: status["AuthURL"].as_str().filter(|u| !u.is_empty()).and_then(qr::svg_data_uri),
         now: clock::unix_now(),
     };
     Response::html(200, page::status(&view))

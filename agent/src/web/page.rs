@@ -253,11 +253,12 @@ fn routes_section(v: &StatusView<'_>) -> String {
     let s = v.status;
     let advertised = advertised(s);
     let enabled = strings(&s["Self"]["enabledRoutes"]);
+    let running = s["BackendState"] == "Running";
     let mut b = String::from("<section id=\"routes\" class=\"wide\"><h2>Subnet routes</h2>");
     if advertised.is_empty() && enabled.is_empty() {
         b.push_str("<p class=\"mute\">No routes advertised.</p>");
     } else {
-        b.push_str("<table><thead><tr><th>Route</th><th>advertisedRoutes</th><th>enabledRoutes</th></tr></thead><tbody>");
+        b.push_str("<table class=\"stack\"><thead><tr><th>Route</th><th>advertisedRoutes</th><th>enabledRoutes</th></tr></thead><tbody>");
         let mut all = advertised.clone();
         all.extend(enabled.iter().filter(|r| !advertised.contains(r)).cloned());
         for r in &all {
@@ -269,7 +270,13 @@ fn routes_section(v: &StatusView<'_>) -> String {
                 esc(r),
                 if adv { "advertised" } else { "—" },
                 if en { "ok" } else { "warn" },
-                if en { "enabled" } else if adv { "waiting for approval" } else { "not enabled" }
+                if en {
+                    "enabled"
+                } else if adv && running {
+                    "waiting for approval"
+                } else {
+                    "not enabled"
+                }
             );
         }
         b.push_str("</tbody></table>");
@@ -314,7 +321,7 @@ fn peers_section(s: &Value) -> String {
     }
     let regions = derp_names(s);
     b.push_str(
-        "<table><thead><tr><th>Host</th><th>Address</th><th>OS</th><th>State</th><th>Path</th></tr></thead><tbody>",
+        "<table class=\"stack\"><thead><tr><th>Host</th><th>Address</th><th>OS</th><th>State</th><th>Path</th></tr></thead><tbody>",
     );
     for p in peers.into_iter().flat_map(|p| p.values()) {
         let online = p["Online"] == true;
@@ -326,8 +333,8 @@ fn peers_section(s: &Value) -> String {
         };
         let _ = write!(
             b,
-            "<tr class=\"peer\"><td>{}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"{}\">{}</td>\
-             <td class=\"mute\">not available yet ({} endpoints known, {home})</td></tr>",
+            "<tr class=\"peer\"><td><b>{}</b></td><td class=\"mono\">{}</td><td>{}</td><td class=\"{}\">{}</td>\
+             <td class=\"mute full\">path not available yet (endpoints known: {}; {home})</td></tr>",
             esc(p["HostName"].as_str().unwrap_or("")),
             esc(p["TailscaleIPs"][0].as_str().unwrap_or("—")),
             esc(p["OS"].as_str().unwrap_or("")),
@@ -383,10 +390,11 @@ fn options_section(v: &StatusView<'_>) -> String {
     let _ = write!(
         b,
         "<form method=\"post\" action=\"/hostname\">{}<label for=\"hn\">Hostname</label>\
-         <input type=\"text\" id=\"hn\" name=\"hostname\" value=\"{}\" maxlength=\"63\">\
+         <input type=\"text\" id=\"hn\" name=\"hostname\" value=\"{}\" placeholder=\"{}\" maxlength=\"63\">\
          <button type=\"submit\">Save hostname</button></form></section>",
         csrf_field(v.csrf),
-        esc(prefs["Hostname"].as_str().unwrap_or(""))
+        esc(prefs["Hostname"].as_str().unwrap_or("")),
+        esc(s["Self"]["HostName"].as_str().unwrap_or("the system's hostname")),
     );
     b
 }
@@ -543,8 +551,11 @@ mod tests {
         assert_eq!(state_summary(&s).1, "Logged out: log in below.");
         s["AuthURL"] = json!("https://control.tinytail.test/register/abc");
         assert!(state_summary(&s).1.contains("login URL"));
-        let html = status(&view(&s, &[]));
+        let qr = super::super::qr::svg_data_uri("https://control.tinytail.test/register/abc");
+        let html = status(&StatusView { login_qr: qr, ..view(&s, &[]) });
         assert!(html.contains("id=\"auth-url\"") && html.contains("action=\"/tailnet/login\""));
+        assert!(html.contains("<img class=\"qr\" alt=\"QR code of the login URL\" src=\"data:image/svg+xml,"));
+        assert!(html.contains("route-state warn\">not enabled"), "offline: not 'waiting for approval'");
         let mut s = running();
         s["Control"] =
             json!({"Connected": false, "DownSince": "2026-11-26T08:00:00Z", "LastError": "cannot reach"});
