@@ -212,6 +212,23 @@ async function verify(browser) {
   check((await page.locator("#api-token").count()) === 0, "the API token is shown only once");
   ok("API token created and shown once");
 
+  // SNAT and exit node toggled off and on again, and the hostname: each goes through the
+  // daemon's `up` (as the CLI's would) and the page shows the new state.
+  for (const [action, state, want] of [
+    ["/snat", "#snat-state", "off"], ["/snat", "#snat-state", "on"],
+    ["/exit-node", "#exit-state", "advertised, waiting for approval"], ["/exit-node", "#exit-state", "off"],
+  ]) {
+    await Promise.all([page.waitForLoadState(), page.click(`form[action='${action}'] button`)]);
+    const flash = await text(page, "#flash");
+    check(!/class="note bad"/.test(await page.content()), `${action}: ${flash}`);
+    await until(page, 20, `${state} = ${want}`, async () => (await text(page, state)) === want);
+    ok(`${action} from the page: ${state.slice(1)} is now "${want}"`);
+  }
+  await page.fill("#hn", "gw-web");
+  await Promise.all([page.waitForLoadState(), page.click("form[action='/hostname'] button")]);
+  await until(page, 20, "hostname gw-web", async () => (await text(page, "#node")).includes("gw-web"));
+  ok("hostname changed from the page to gw-web (and control's map shows it)");
+
   // Refusals. A form post of ours, for comparison, is accepted.
   const csrf = await page.locator("form[action='/snat'] input[name=csrf]").inputValue();
   const origin = new URL(URL_).origin;

@@ -104,6 +104,10 @@ pass() { printf 'web: ok  %s\n' "$*"; }
   # --- browser, phase 2 ----------------------------------------------------------------------
   key="" browser verify || rig_fail "browser verify phase"
   echo "web: page weight: $(cat "$out/page-weight.txt") bytes transferred for a full load"
+  tt status --json | jq -e '.Prefs.Hostname == "gw-web" and .Prefs.SNATSubnetRoutes == true and
+      .Prefs.AdvertiseExitNode == false and .Self.HostName == "gw-web"' >/dev/null ||
+    rig_fail "the page's changes are not what the CLI sees: $(tt status --json | jq -c .Prefs)"
+  pass "the CLI (tinytail status) sees the page's hostname, SNAT and exit-node changes"
 
   # --- the API -------------------------------------------------------------------------------
   token="$(cat "$out/api-token")"
