@@ -10,7 +10,9 @@
 //                        the 6th wrong password in a minute is refused (429)
 //   node web.mjs relogin log out of the tailnet from the page; log in without a key: the login
 //                        URL is shown with its QR code (written to TT_OUT/auth-url)
-//   node web.mjs online  sign in; the node is online again (after `headscale auth register`)
+//   node web.mjs online  reset the password with the setup code from `tinytail web setup-code`
+//                        (TT_SETUP_CODE; a wrong code is refused, the old password stops
+//                        working); the node is online again (after `headscale auth register`)
 //
 // Environment: TT_URL (the page), HS_URL, TT_AUTHKEY (join), TT_PASSWORD, TT_OUT (screenshots,
 // page weight, API token file), TT_TRAFFIC (every response is saved there for the secret grep).
@@ -296,7 +298,27 @@ async function relogin(browser) {
 async function online(browser) {
   const context = await newContext(browser, { width: 1280, height: 900 });
   const page = await context.newPage();
+  const newPassword = `${PASSWORD}-reset`;
+  const reset = async (code) => {
+    await page.goto(`${URL_}setup`);
+    await page.fill("#code", code);
+    await page.fill("#pw", newPassword);
+    await page.fill("#pw2", newPassword);
+    await Promise.all([page.waitForLoadState(), page.click("button[type=submit]")]);
+    return text(page, "#flash");
+  };
+  const wrong = await reset("wrongcode234");
+  check(/wrong or expired setup code/.test(wrong), `a wrong setup code: ${wrong}`);
+  const right = await reset(env("TT_SETUP_CODE"));
+  check(/Password set/.test(right), `the setup code from the CLI: ${right}`);
+  ok("password reset with the code from `tinytail web setup-code` (a wrong code is refused)");
+  await context.clearCookies();
   await signIn(page, PASSWORD);
+  check((await page.locator("form[action='/login']").count()) === 1 && /Wrong password/.test(await text(page, "#flash")),
+    "the old password no longer works");
+  await signIn(page, newPassword);
+  check((await text(page, "#flash")).includes("Signed in"), "sign in with the new password");
+  ok("the old password is refused, the new one signs in");
   await until(page, 30, "online", async () => (await text(page, "#state .badge")) === "online");
   check((await page.locator("#auth-url").count()) === 0, "the login URL is gone once logged in");
   ok("after the interactive login the page shows the node online again");

@@ -21,7 +21,8 @@
 #   api             /api/v2/device/self with fields default|all|default,all against the seed's
 #                   device shape; routes GET and POST round trip; JSON errors; no token -> 401
 #   relogin         log out from the page; log in without a key: login URL and QR code shown;
-#                   `headscale auth register` brings the node back online on the page
+#                   `headscale auth register` brings the node back online on the page; the
+#                   password is reset with `tinytail web setup-code` (wrong code refused)
 #   store/secrets   the change is in the store (survives a restart of tinytail); no response
 #                   body of the run holds the auth key or any private key (every 64-hex or
 #                   base64 key-sized string in the captured traffic is checked against the
@@ -62,6 +63,7 @@ pass() { printf 'web: ok  %s\n' "$*"; }
   tt() { rig_exec rtr "$TT" "$1" --socket "$tt_sock" "${@:2}"; }
   browser() {
     rig_exec lan env TT_URL="$page_url" HS_URL="$HS_URL" TT_AUTHKEY="${key:-}" TT_PASSWORD="$password" \
+      TT_SETUP_CODE="${TT_SETUP_CODE:-}" \
       TT_OUT="$out" TT_TRAFFIC="$traffic" HOME="$RIG_DIR" node "$root/tests/browser/web.mjs" "$1"
   }
   # api NAME METHOD PATH [BODY]: curl from the LAN host; the body is kept with the traffic.
@@ -167,7 +169,8 @@ pass() { printf 'web: ok  %s\n' "$*"; }
   auth_url="$(cat "$out/auth-url")"
   rig_hs auth register --auth-id "${auth_url##*/}" --user rig >/dev/null
   pass "headscale auth register for the URL the page showed"
-  browser online || rig_fail "browser online phase"
+  TT_SETUP_CODE="$(rig_exec rtr "$TT" web setup-code --socket "$tt_sock" | head -n1)" browser online ||
+    rig_fail "browser online phase"
 
   # --- no secret in any response ---------------------------------------------------------------
   n="$(find "$traffic" -type f | wc -l)"
