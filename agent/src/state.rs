@@ -3,10 +3,6 @@
 //! file or MTD device). Everything else in the agent goes through [`StateStore`].
 //!
 //! Private keys exist only here and in memory. Auth keys are never part of the state.
-//!
-//! Partial: the store has no record yet for "want running" (what `down` clears) or
-//! `--accept-routes`; until `hal::store::ConfigKey` grows them, a node with a key starts
-//! connected after a restart even if `down` was run, and `--accept-routes` is not kept.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -28,7 +24,6 @@ pub struct Prefs {
     pub advertise_exit_node: bool,
     /// `--snat-subnet-routes` (default true).
     pub snat_subnet_routes: bool,
-    /// Not persisted yet (see the module docs).
     pub accept_routes: bool,
 }
 
@@ -43,8 +38,8 @@ pub struct State {
     /// True after a successful registration (until logout). Stored as "a node key exists": the
     /// node key is written only once control accepted it.
     pub registered: bool,
-    /// `up` sets it, `down` clears it: whether to connect at start. Not stored yet; a stored
-    /// node key means "running" at start.
+    /// `up` sets it, `down` clears it: whether to connect at start. A store written before this
+    /// record existed has none: a stored node key then means "running".
     pub want_running: bool,
     /// Control's ID for us, for status only; not stored (the map brings it).
     pub node_id: Option<i64>,
@@ -109,7 +104,7 @@ impl StateStore for FlashState {
         Ok(State {
             machine_key: key(Record::MachineKey)?.map(PrivateKey),
             registered: node_key.is_some(),
-            want_running: node_key.is_some(),
+            want_running: flag(ConfigKey::WantRunning, node_key.is_some()),
             node_key,
             old_node_key: key(Record::PreviousNodeKey)?.map(NodePublic),
             prefs: Prefs {
@@ -118,7 +113,7 @@ impl StateStore for FlashState {
                 advertise_routes: routes.split(',').filter(|r| !r.is_empty()).map(str::to_string).collect(),
                 advertise_exit_node: flag(ConfigKey::ExitNode, false),
                 snat_subnet_routes: flag(ConfigKey::Snat, true),
-                accept_routes: false,
+                accept_routes: flag(ConfigKey::AcceptRoutes, false),
             },
             node_id: None,
         })
@@ -148,6 +143,8 @@ impl StateStore for FlashState {
         let flag = |on: bool| if on { ON } else { OFF };
         tx.put(Record::Config(ConfigKey::ExitNode), flag(prefs.advertise_exit_node)).map_err(err)?;
         tx.put(Record::Config(ConfigKey::Snat), flag(prefs.snat_subnet_routes)).map_err(err)?;
+        tx.put(Record::Config(ConfigKey::AcceptRoutes), flag(prefs.accept_routes)).map_err(err)?;
+        tx.put(Record::Config(ConfigKey::WantRunning), flag(state.want_running)).map_err(err)?;
         self.lock().commit(&tx).map_err(err)
     }
 }
@@ -195,7 +192,7 @@ mod tests {
                 advertise_routes: vec!["192.0.2.0/24".into(), "10.0.0.0/8".into()],
                 advertise_exit_node: true,
                 snat_subnet_routes: false,
-                accept_routes: false,
+                accept_routes: true,
             },
             registered: true,
             want_running: true,
@@ -208,6 +205,25 @@ mod tests {
         assert_eq!(back.old_node_key, state.old_node_key);
         assert_eq!(back.prefs, state.prefs);
         assert!(back.registered && back.want_running);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn down_is_kept_across_a_restart() {
+        let path = temp_image("down");
+        let mut state = State {
+            machine_key: Some(PrivateKey([1; 32])),
+            node_key: Some(PrivateKey::clamped([2; 32])),
+            registered: true,
+            want_running: true,
+            ..State::default()
+        };
+        open(&path).save(&state).unwrap();
+        assert!(open(&path).load().unwrap().want_running);
+        state.want_running = false;
+        open(&path).save(&state).unwrap();
+        let back = open(&path).load().unwrap();
+        assert!(back.registered && !back.want_running, "a node that was `down` stays down");
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
