@@ -327,7 +327,10 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut text = String::with_capacity(2 * bytes.len());
+    // Writing into a String cannot fail.
+    let _ = tinytail_core::key::write_hex(&mut text, bytes);
+    text
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
