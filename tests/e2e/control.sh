@@ -22,12 +22,7 @@ root="$(cd "$here/../.." && pwd)"
 RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
 export RIG
 
-if [[ -z "${TINYTAIL_BIN:-}" ]]; then
-  (cd "$root" && cargo build -q)
-  TINYTAIL_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/tinytail"
-fi
-TT="$TINYTAIL_BIN"
-[[ -x "$TT" ]] || { echo "control: no tinytail binary at $TT" >&2; exit 1; }
+TT="$(source "$here/../rig/rig.sh"; rig_tinytail_bin control)"
 
 pass() { printf 'control: ok  %s\n' "$*"; }
 

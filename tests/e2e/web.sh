@@ -35,12 +35,7 @@ export RIG
 screens="${TT_SCREENS:-/tmp/tinytail-screens}"
 
 "$root/tests/browser/setup"
-if [[ -z "${TINYTAIL_BIN:-}" ]]; then
-  (cd "$root" && cargo build -q)
-  TINYTAIL_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/tinytail"
-fi
-TT="$TINYTAIL_BIN"
-[[ -x "$TT" ]] || { echo "web: no tinytail binary at $TT" >&2; exit 1; }
+TT="$(source "$here/../rig/rig.sh"; rig_tinytail_bin web)"
 
 pass() { printf 'web: ok  %s\n' "$*"; }
 

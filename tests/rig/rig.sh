@@ -26,6 +26,7 @@
 #   rig_tailscaled_start NS NAME   start a tailscaled in NS (state in $RIG_DIR/NAME)
 #   rig_ts NAME ARGS...            tailscale CLI for that tailscaled
 #   rig_wait_for SECONDS DESC CMD...  retry CMD until it succeeds or time runs out
+#   rig_tinytail_bin PREFIX        the binary under test ($TINYTAIL_BIN or a debug build)
 #   rig_down                       kill everything started, delete namespaces and files
 #   rig_assert_clean PREFIX        fail if a namespace, /etc/netns dir or process of PREFIX is left
 
@@ -59,6 +60,18 @@ rig_wait_for() {
     ((SECONDS < deadline)) || { rig_log "timed out after ${seconds}s waiting for: $desc"; return 1; }
     sleep 0.2
   done
+}
+
+# rig_tinytail_bin PREFIX: prints the tinytail under test: $TINYTAIL_BIN, or a debug build of
+# the checkout; fails (naming PREFIX) when there is no binary.
+rig_tinytail_bin() {
+  local bin="${TINYTAIL_BIN:-}"
+  if [[ -z "$bin" ]]; then
+    (cd "$RIG_ROOT" && cargo build -q) >&2
+    bin="${CARGO_TARGET_DIR:-$RIG_ROOT/target}/debug/tinytail"
+  fi
+  [[ -x "$bin" ]] || { echo "$1: no tinytail binary at $bin" >&2; return 1; }
+  echo "$bin"
 }
 
 rig_peers() {
