@@ -157,7 +157,7 @@ fn chains_reach_the_reference_verdicts_and_states() {
                 for r in &refs {
                     if let Ok(aum) = tinytail_core::tka::Aum::decode(r) {
                         let mut out = Vec::new();
-                        aum.encode(&mut VecSink(&mut out), true);
+                        aum.encode(&mut out, true);
                         assert_eq!(hex(&out), hex(r), "{} batch {i}: re-encoding", c.name);
                         reencoded += 1;
                     }
@@ -205,20 +205,12 @@ fn node_key_signatures_reach_the_reference_verdicts() {
         if let Ok(decoded) = NodeKeySignature::decode(&sig) {
             if !n.name.contains("header in two bytes") {
                 let mut out = Vec::new();
-                decoded.encode(&mut VecSink(&mut out), true);
+                decoded.encode(&mut out, true);
                 assert_eq!(hex(&out), n.sig, "{}: re-encoding", n.name);
             }
         }
     }
     assert!(v.nks.iter().any(|n| n.negative) && v.nks.iter().any(|n| !n.negative));
-}
-
-struct VecSink<'a>(&'a mut Vec<u8>);
-
-impl tinytail_core::tka::Sink for VecSink<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
-    }
 }
 
 #[test]

@@ -548,6 +548,14 @@ impl Sink for SliceSink<'_> {
     }
 }
 
+/// A growable buffer as a [`Sink`], for hosts (tests, fuzz targets, the agent).
+#[cfg(feature = "std")]
+impl Sink for std::vec::Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
 /// Sorts text-keyed map entries the CTAP2 way: shorter encoded key first, then bytewise. For text
 /// keys that is the order of their encoded bytes, because the head carries the length.
 pub fn text_key_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
