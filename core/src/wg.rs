@@ -18,7 +18,8 @@ use core::net::IpAddr;
 use std::boxed::Box;
 use std::vec::Vec;
 
-use boringtun::noise::{errors::WireGuardError, Tunn, TunnResult};
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::{errors::WireGuardError, Packet as WireMessage, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 
 use crate::filter::{Filter, Packet, Verdict};
@@ -155,38 +156,134 @@ impl From<WireGuardError> for Refusal {
     }
 }
 
+/// boringtun gives each tunnel 24 bits of session index; its receiver indices are
+/// `session_index << 8 | n`, which is how a datagram finds its peer.
+pub const MAX_SESSION_INDEX: u32 = (1 << 24) - 1;
+
 /// One tailnet peer's WireGuard state.
 pub struct Peer {
     pub node_key: NodePublic,
+    session_index: u32,
     tunnel: Tunn,
+}
+
+impl Peer {
+    /// Time since the last completed handshake, and data bytes sent and received.
+    pub fn stats(&self) -> (Option<core::time::Duration>, usize, usize) {
+        let (since, tx, rx, _, _) = self.tunnel.stats();
+        (since, tx, rx)
+    }
 }
 
 /// All peers, their routes and the inbound filter.
 pub struct Datapath {
+    our_private: StaticSecret,
+    our_public: PublicKey,
     peers: Vec<Peer>,
+    /// Session index -> peer, sorted by session index (for datagrams from unknown addresses).
+    by_session: Vec<(u32, PeerIndex)>,
+    next_session: u32,
     routes: Box<PeerRoutes>,
     filter: Box<Filter>,
 }
 
 impl Datapath {
-    pub fn new(routes: Box<PeerRoutes>, filter: Box<Filter>) -> Self {
-        Datapath { peers: Vec::new(), routes, filter }
+    /// An empty datapath for the node key whose private half is `our_private`.
+    pub fn new(our_private: &[u8; 32], routes: Box<PeerRoutes>, filter: Box<Filter>) -> Self {
+        let our_private = StaticSecret::from(*our_private);
+        let our_public = PublicKey::from(&our_private);
+        Datapath {
+            our_private,
+            our_public,
+            peers: Vec::new(),
+            by_session: Vec::new(),
+            next_session: 1,
+            routes,
+            filter,
+        }
     }
 
-    /// Adds a peer and returns its index (the value routes refer to). `our_private` is our node
-    /// key's private half; `session_index` must differ between peers (it tags handshakes).
-    pub fn add_peer(&mut self, our_private: &[u8; 32], peer: NodePublic, session_index: u32) -> PeerIndex {
+    /// Adds a peer and returns its index (the value routes refer to).
+    pub fn add_peer(&mut self, peer: NodePublic) -> PeerIndex {
+        let session_index = self.take_session_index();
+        self.peers.push(self.new_peer(peer, session_index));
+        self.index_sessions();
+        // Peer counts are bounded by the route table far below u16::MAX.
+        PeerIndex::try_from(self.peers.len() - 1).unwrap_or(PeerIndex::MAX)
+    }
+
+    /// Makes the peer list exactly `wanted`, in that order (so index `i` is `wanted[i]`), keeping
+    /// the sessions of peers that stay. Allocates: call it per netmap change, not per packet.
+    pub fn set_peers(&mut self, wanted: &[NodePublic]) {
+        let mut old: Vec<Option<Peer>> = core::mem::take(&mut self.peers).into_iter().map(Some).collect();
+        let mut peers = Vec::with_capacity(wanted.len());
+        for key in wanted {
+            let kept = old.iter_mut().find(|p| p.as_ref().is_some_and(|p| p.node_key == *key));
+            let peer = match kept.and_then(Option::take) {
+                Some(peer) => peer,
+                None => {
+                    let session_index = self.take_session_index();
+                    self.new_peer(*key, session_index)
+                }
+            };
+            peers.push(peer);
+        }
+        self.peers = peers;
+        self.index_sessions();
+    }
+
+    fn new_peer(&self, key: NodePublic, session_index: u32) -> Peer {
         let tunnel = Tunn::new(
-            StaticSecret::from(*our_private),
-            PublicKey::from(peer.0),
+            self.our_private.clone(),
+            PublicKey::from(key.0),
             None, // Tailscale uses no preshared key
             None, // and no persistent keepalive
             session_index,
             None,
         );
-        self.peers.push(Peer { node_key: peer, tunnel });
-        // Peer counts are bounded by the route table far below u16::MAX.
-        PeerIndex::try_from(self.peers.len() - 1).unwrap_or(PeerIndex::MAX)
+        Peer { node_key: key, session_index, tunnel }
+    }
+
+    fn take_session_index(&mut self) -> u32 {
+        let index = self.next_session;
+        self.next_session = if index >= MAX_SESSION_INDEX { 1 } else { index + 1 };
+        index
+    }
+
+    fn index_sessions(&mut self) {
+        self.by_session.clear();
+        for (i, peer) in self.peers.iter().enumerate() {
+            let index = PeerIndex::try_from(i).unwrap_or(PeerIndex::MAX);
+            self.by_session.push((peer.session_index, index));
+        }
+        self.by_session.sort_unstable();
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Which peer a WireGuard datagram is from, when its path does not say: responses, cookies
+    /// and data carry our receiver index; a handshake initiation names its sender only inside
+    /// the encrypted static key, which costs one Diffie-Hellman to read.
+    pub fn peer_for_datagram(&self, datagram: &[u8]) -> Option<PeerIndex> {
+        match Tunn::parse_incoming_packet(datagram).ok()? {
+            WireMessage::HandshakeInit(init) => {
+                let half = parse_handshake_anon(&self.our_private, &self.our_public, &init).ok()?;
+                let key = NodePublic(half.peer_static_public);
+                let i = self.peers.iter().position(|p| p.node_key == key)?;
+                PeerIndex::try_from(i).ok()
+            }
+            WireMessage::HandshakeResponse(p) => self.by_receiver_index(p.receiver_idx),
+            WireMessage::PacketCookieReply(p) => self.by_receiver_index(p.receiver_idx),
+            WireMessage::PacketData(p) => self.by_receiver_index(p.receiver_idx),
+        }
+    }
+
+    fn by_receiver_index(&self, receiver: u32) -> Option<PeerIndex> {
+        let session = receiver >> 8;
+        let at = self.by_session.binary_search_by_key(&session, |(s, _)| *s).ok()?;
+        Some(self.by_session[at].1)
     }
 
     /// Swaps in a new route table (built from a new netmap) without touching sessions.

@@ -54,14 +54,14 @@ pub fn connected_pair() -> Pair {
     router_filter.add_local_net(ip("192.0.2.0"), 24).unwrap();
     router_filter.add_rule(["100.64.0.2"], [("192.0.2.0/24", 80, 80)], []).unwrap();
     let router_routes = Box::new(PeerRoutes::build([(ip("100.64.0.2"), 32, 0)]).unwrap());
-    let mut router = Datapath::new(router_routes, router_filter);
-    let client_at_router = router.add_peer(&router_key, public(&client_key), 1);
+    let mut router = Datapath::new(&router_key, router_routes, router_filter);
+    let client_at_router = router.add_peer(public(&client_key));
 
     let mut client_filter = Box::<Filter>::default();
     client_filter.add_local_net(ip("100.64.0.2"), 32).unwrap();
     let client_routes = Box::new(PeerRoutes::build([(ip("0.0.0.0"), 0, 0)]).unwrap());
-    let mut client = Datapath::new(client_routes, client_filter);
-    let router_at_client = client.add_peer(&client_key, public(&router_key), 2);
+    let mut client = Datapath::new(&client_key, client_routes, client_filter);
+    let router_at_client = client.add_peer(public(&router_key));
 
     let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
     let first = tcp_packet([100, 64, 0, 2], [192, 0, 2, 10], 80, SYN, 60);

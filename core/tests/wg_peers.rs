@@ -1,0 +1,64 @@
+//! Peer bookkeeping of core::wg: a datagram from an unknown address finds its peer, and a new
+//! netmap re-orders peers without losing their sessions.
+#![cfg(feature = "wg")]
+
+use tinytail_core::key::NodePublic;
+use tinytail_core::wg::Output;
+
+#[path = "support/wg_pair.rs"]
+#[allow(dead_code)]
+mod wg_pair;
+use wg_pair::{connected_pair, tcp_packet, ACK};
+
+#[test]
+fn data_and_handshakes_name_their_peer() {
+    let mut pair = connected_pair();
+    let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
+    let packet = tcp_packet([100, 64, 0, 2], [192, 0, 2, 10], 80, ACK, 100);
+    let (_, out) = pair.client.outbound(&packet, &mut a).unwrap();
+    let Output::ToPeer { len } = out else { panic!("expected a data message, got {out:?}") };
+    assert_eq!(a[0], 4, "a data message");
+    assert_eq!(pair.router.peer_for_datagram(&a[..len]), Some(pair.client_at_router));
+
+    // A stranger's bytes, a truncated message and garbage name nobody.
+    assert_eq!(pair.router.peer_for_datagram(&a[..10]), None);
+    let mut foreign = a[..len].to_vec();
+    foreign[4..8].copy_from_slice(&0x7f00_0000u32.to_le_bytes());
+    assert_eq!(pair.router.peer_for_datagram(&foreign), None);
+    assert_eq!(pair.router.peer_for_datagram(b"\x01 not a handshake"), None);
+
+    // A fresh handshake initiation from the client identifies it by its static key.
+    let mut fresh = connected_pair();
+    fresh.client.set_peers(&[]);
+    fresh.client.set_peers(&[pair.client.peer(pair.router_at_client).unwrap().node_key]);
+    let (_, out) = fresh.client.outbound(&packet, &mut b).unwrap();
+    let Output::ToPeer { len } = out else { panic!("expected a handshake initiation, got {out:?}") };
+    assert_eq!(b[0], 1, "a handshake initiation");
+    assert_eq!(pair.router.peer_for_datagram(&b[..len]), Some(pair.client_at_router));
+}
+
+#[test]
+fn set_peers_keeps_sessions_of_peers_that_stay() {
+    let mut pair = connected_pair();
+    let client_key = pair.router.peer(pair.client_at_router).unwrap().node_key;
+    pair.router.set_peers(&[NodePublic([9; 32]), client_key]);
+    assert_eq!(pair.router.peer_count(), 2);
+    assert_eq!(pair.router.peer(1).unwrap().node_key, client_key);
+
+    let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
+    let packet = tcp_packet([100, 64, 0, 2], [192, 0, 2, 10], 80, ACK, 100);
+    let (_, out) = pair.client.outbound(&packet, &mut a).unwrap();
+    let Output::ToPeer { len } = out else { panic!("expected a data message, got {out:?}") };
+    assert_eq!(a[0], 4, "still a data message: no new handshake");
+    assert_eq!(pair.router.peer_for_datagram(&a[..len]), Some(1));
+    // The route table still points at index 0, so refresh it as the agent does.
+    let routes = tinytail_core::wg::PeerRoutes::build([(wg_pair::ip("100.64.0.2"), 32, 1)]).unwrap();
+    pair.router.set_routes(Box::new(routes));
+    let out = pair.router.inbound(1, None, &a[..len], &mut b).unwrap();
+    assert_eq!(out, Output::ToTun { len: packet.len() });
+    assert_eq!(&b[..packet.len()], &packet[..]);
+
+    // Dropping the peer drops its session: the datagram names nobody now.
+    pair.router.set_peers(&[NodePublic([9; 32])]);
+    assert_eq!(pair.router.peer_for_datagram(&a[..len]), None);
+}
