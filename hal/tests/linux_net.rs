@@ -48,7 +48,21 @@ fn tun_addresses_routes_forwarding_and_snat_come_and_go() {
     net.add_route("tt-test0", ip("100.64.0.0"), 10).unwrap();
     net.add_route("tt-test0", ip("fd7a:115c:a1e0::"), 48).unwrap();
     net.enable_forwarding().unwrap();
-    net.enable_snat("lan0", "tt-test0").unwrap();
+    net.enable_snat("tt-test0").unwrap();
+    // Our endpoints: addresses of other interfaces that are up, never the TUN's own.
+    assert!(Command::new("ip")
+        .args(["addr", "add", "192.0.2.1/24", "dev", "lan0"])
+        .status()
+        .unwrap()
+        .success());
+    let endpoints = tinytail_hal::net::linux::interface_addresses("tt-test0").unwrap();
+    assert!(endpoints.contains(&ip("192.0.2.1")), "{endpoints:?}");
+    assert!(!endpoints.contains(&ip("100.64.0.1")), "{endpoints:?}");
+    // A peer's subnet comes and goes on its own.
+    net.add_route("tt-test0", ip("10.9.0.0"), 24).unwrap();
+    assert!(run("ip", &["route", "show"]).contains("10.9.0.0/24 dev tt-test0"));
+    net.remove_route("tt-test0", ip("10.9.0.0"), 24).unwrap();
+    assert!(!run("ip", &["route", "show"]).contains("10.9.0.0/24"));
     // Adding the same address twice is not an error and is journalled once.
     net.add_address("tt-test0", ip("100.64.0.1"), 32).unwrap();
     assert_eq!(net.changes().len(), 7, "{:?}", net.changes());

@@ -81,6 +81,62 @@ impl Tun {
     pub fn write_packet(&mut self, packet: &[u8]) -> io::Result<()> {
         self.file.write_all(packet)
     }
+
+    /// Reads and writes return `WouldBlock` instead of waiting (for an async reactor).
+    pub fn set_nonblocking(&self) -> io::Result<()> {
+        let fd = self.file.as_raw_fd();
+        // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// The unicast addresses of every interface that is up, except loopback and `skip` (our TUN):
+/// where peers may reach our UDP socket directly.
+pub fn interface_addresses(skip: &str) -> io::Result<Vec<IpAddr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut at = list;
+    while !at.is_null() {
+        // SAFETY: `at` walks the list getifaddrs returned, which stays valid until freed.
+        let entry = unsafe { &*at };
+        at = entry.ifa_next;
+        let up = entry.ifa_flags & (libc::IFF_UP as u32) != 0;
+        let loopback = entry.ifa_flags & (libc::IFF_LOOPBACK as u32) != 0;
+        if !up || loopback || entry.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
+        if name.to_bytes() == skip.as_bytes() {
+            continue;
+        }
+        // SAFETY: sa_family says which sockaddr type the pointer holds.
+        let addr = unsafe {
+            match i32::from((*entry.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = &*(entry.ifa_addr as *const libc::sockaddr_in);
+                    IpAddr::V4(u32::from_be(sin.sin_addr.s_addr).into())
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(entry.ifa_addr as *const libc::sockaddr_in6);
+                    IpAddr::V6(sin6.sin6_addr.s6_addr.into())
+                }
+                _ => continue,
+            }
+        };
+        out.push(addr);
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(out)
 }
 
 impl AsRawFd for Tun {
@@ -240,12 +296,25 @@ impl NetControl for LinuxNet {
         }
     }
 
+    fn remove_route(&mut self, ifname: &str, dst: IpAddr, bits: u8) -> io::Result<()> {
+        let Some(i) = self.journal.iter().position(
+            |c| matches!(c, Change::Route { ifname: n, dst: d, bits: b } if n == ifname && *d == dst && *b == bits),
+        ) else {
+            return Ok(()); // not ours
+        };
+        let change = self.journal.remove(i);
+        match self.undo(&change) {
+            Err(e) if !already_gone(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     fn enable_forwarding(&mut self) -> io::Result<()> {
         self.set_sysctl("net.ipv4.ip_forward", "1")?;
         self.set_sysctl("net.ipv6.conf.all.forwarding", "1")
     }
 
-    fn enable_snat(&mut self, lan: &str, tun: &str) -> io::Result<()> {
+    fn enable_snat(&mut self, tun: &str) -> io::Result<()> {
         if self.journal.iter().any(|c| matches!(c, Change::Snat { .. })) {
             return Ok(());
         }
@@ -258,13 +327,13 @@ impl NetControl for LinuxNet {
              table inet {NFT_TABLE} {{\n\
              \tchain postrouting {{\n\
              \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
-             \t\tiifname \"{tun}\" oifname \"{lan}\" ip saddr {v4}/{v4_bits} masquerade\n\
-             \t\tiifname \"{tun}\" oifname \"{lan}\" ip6 saddr {v6}/{v6_bits} masquerade\n\
+             \t\tiifname \"{tun}\" oifname != \"{tun}\" ip saddr {v4}/{v4_bits} masquerade\n\
+             \t\tiifname \"{tun}\" oifname != \"{tun}\" ip6 saddr {v6}/{v6_bits} masquerade\n\
              \t}}\n\
              }}\n"
         );
         nft(&script)?;
-        self.journal.push(Change::Snat { lan: lan.to_string() });
+        self.journal.push(Change::Snat { tun: tun.to_string() });
         Ok(())
     }
 

@@ -39,9 +39,9 @@ pub enum Change {
         key: String,
         previous: String,
     },
-    /// Our SNAT table (masquerade tailnet sources leaving through `lan`).
+    /// Our SNAT table (masquerade tailnet sources that came out of `tun` and leave elsewhere).
     Snat {
-        lan: String,
+        tun: String,
     },
 }
 
@@ -51,7 +51,7 @@ impl fmt::Display for Change {
             Change::Address { ifname, addr, bits } => write!(f, "address {addr}/{bits} on {ifname}"),
             Change::Route { ifname, dst, bits } => write!(f, "route {dst}/{bits} via {ifname}"),
             Change::Sysctl { key, previous } => write!(f, "sysctl {key} (was {previous})"),
-            Change::Snat { lan } => write!(f, "SNAT of tailnet traffic out of {lan}"),
+            Change::Snat { tun } => write!(f, "SNAT of tailnet traffic forwarded from {tun}"),
         }
     }
 }
@@ -66,8 +66,12 @@ pub trait NetControl {
     fn add_route(&mut self, ifname: &str, dst: IpAddr, bits: u8) -> io::Result<()>;
     /// Turns on IPv4 and IPv6 forwarding, remembering the previous values.
     fn enable_forwarding(&mut self) -> io::Result<()>;
-    /// Masquerades tailnet sources leaving through `lan` (--snat-subnet-routes, default on).
-    fn enable_snat(&mut self, lan: &str, tun: &str) -> io::Result<()>;
+    /// Masquerades tailnet sources forwarded out of `tun` to any other interface: the LAN for
+    /// subnet routes, the WAN for exit-node traffic (--snat-subnet-routes, default on; tailscaled
+    /// also masquerades everything it forwards).
+    fn enable_snat(&mut self, tun: &str) -> io::Result<()>;
+    /// Removes a route we added (a peer's subnet that left the netmap).
+    fn remove_route(&mut self, ifname: &str, dst: IpAddr, bits: u8) -> io::Result<()>;
     /// Removes our SNAT table, if present.
     fn disable_snat(&mut self) -> io::Result<()>;
     /// What we changed, oldest first.

@@ -16,7 +16,7 @@ pub struct SimNet {
     pub addresses: Vec<(String, IpAddr, u8)>,
     pub routes: Vec<(String, IpAddr, u8)>,
     pub sysctls: BTreeMap<String, String>,
-    /// The LAN interface our SNAT applies to, when on.
+    /// The TUN device whose forwarded traffic our SNAT masquerades, when on.
     pub snat: Option<String>,
     journal: Vec<Change>,
 }
@@ -82,12 +82,20 @@ impl NetControl for SimNet {
         Ok(())
     }
 
-    fn enable_snat(&mut self, lan: &str, tun: &str) -> io::Result<()> {
-        self.require_link(lan)?;
+    fn enable_snat(&mut self, tun: &str) -> io::Result<()> {
         self.require_link(tun)?;
         if self.snat.is_none() {
-            self.snat = Some(lan.to_string());
-            self.journal.push(Change::Snat { lan: lan.to_string() });
+            self.snat = Some(tun.to_string());
+            self.journal.push(Change::Snat { tun: tun.to_string() });
+        }
+        Ok(())
+    }
+
+    fn remove_route(&mut self, ifname: &str, dst: IpAddr, bits: u8) -> io::Result<()> {
+        let ours = Change::Route { ifname: ifname.to_string(), dst, bits };
+        if let Some(i) = self.journal.iter().position(|c| *c == ours) {
+            self.journal.remove(i);
+            self.routes.retain(|e| *e != (ifname.to_string(), dst, bits));
         }
         Ok(())
     }
@@ -140,7 +148,7 @@ mod tests {
         net.add_address("tailscale0", ip("100.64.0.1"), 32).unwrap();
         net.add_route("tailscale0", ip("100.64.0.0"), 10).unwrap();
         net.enable_forwarding().unwrap();
-        net.enable_snat("br-lan", "tailscale0").unwrap();
+        net.enable_snat("tailscale0").unwrap();
         assert_eq!(net.changes().len(), 5);
         assert_eq!(net.sysctls["net.ipv4.ip_forward"], "1");
 
@@ -149,6 +157,17 @@ mod tests {
         assert_eq!(net.routes, before.routes);
         assert_eq!(net.sysctls, before.sysctls);
         assert_eq!(net.snat, None);
+        assert!(net.changes().is_empty());
+    }
+
+    #[test]
+    fn remove_route_takes_only_our_routes() {
+        let mut net = SimNet::with_links(&["tailscale0", "br-lan"]);
+        net.routes.push(("br-lan".into(), ip("192.0.2.0"), 24));
+        net.add_route("tailscale0", ip("10.1.0.0"), 16).unwrap();
+        net.remove_route("br-lan", ip("192.0.2.0"), 24).unwrap();
+        net.remove_route("tailscale0", ip("10.1.0.0"), 16).unwrap();
+        assert_eq!(net.routes, vec![("br-lan".to_string(), ip("192.0.2.0"), 24)]);
         assert!(net.changes().is_empty());
     }
 
