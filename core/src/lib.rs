@@ -20,6 +20,7 @@ pub mod disco;
 pub mod filter;
 pub mod key;
 pub mod route;
+pub mod stun;
 pub mod tka;
 #[cfg(feature = "wg")]
 pub mod wg;

@@ -36,6 +36,8 @@ func main() {
 		runTKAVerify(os.Args[2:])
 	case "noise-vector":
 		runNoiseVector(os.Args[2:])
+	case "stun-vector":
+		runSTUNVector(os.Args[2:])
 	default:
 		usage()
 	}
