@@ -28,7 +28,8 @@ const USAGE: &str = "\
 usage: tinytail <command> [flags]
 
 commands:
-  run         run the agent (flags: --state PATH, --socket PATH, --web-listen ADDR:PORT|off)
+  run         run the agent (flags: --state PATH, --socket PATH, --web-listen ADDR:PORT|off,
+                --port N: UDP port for WireGuard and disco, default 41641, 0 = any)
   up          connect to the tailnet, logging in if needed
                 --login-server URL  --auth-key KEY|file:PATH  --hostname NAME
                 --advertise-routes CIDR,...  --advertise-exit-node  --snat-subnet-routes=BOOL
@@ -36,6 +37,8 @@ commands:
   down        disconnect from the tailnet (keeps the login)
   status      show this node and its peers (--json for the full object)
   ip          show this node's tailnet addresses (-4 or -6 for one family)
+  ping        ping a peer with disco and show the path (DERP or ip:port)
+                -c N (default 10)  --until-direct=BOOL (default true)  --timeout SECONDS (default 5)
   logout      log out and forget this node's key
   version     print the version, the board and the target it was built for
   board       print the board configuration compiled into this binary
@@ -72,6 +75,7 @@ pub fn run(args: &[String], board: &Board, build: &Build) -> ExitCode {
         Some("logout") => cmd_simple(rest, Request::Logout),
         Some("status") => cmd_status(rest),
         Some("ip") => cmd_ip(rest),
+        Some("ping") => cmd_ping(rest),
         Some("store") => return crate::store_cmd::run(rest, board),
         Some("web") => cmd_web(rest),
         None | Some("help" | "--help" | "-h") => {
@@ -178,7 +182,14 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, Failure> {
 const SOCKET_FLAG: (&str, Kind) = ("socket", Kind::Value);
 
 fn cmd_run(args: &[String], board: &Board, build: &Build) -> Result<(), Failure> {
-    let flags = Flags::parse(args, &[SOCKET_FLAG, ("state", Kind::Value), ("web-listen", Kind::Value)])?;
+    let flags = Flags::parse(
+        args,
+        &[SOCKET_FLAG, ("state", Kind::Value), ("web-listen", Kind::Value), ("port", Kind::Value)],
+    )?;
+    let port = match flags.get("port") {
+        None => crate::magicsock::DEFAULT_PORT,
+        Some(p) => p.parse().map_err(|_| Failure::Usage(format!("invalid --port \"{p}\": want 0-65535")))?,
+    };
     let web = web_listen(flags.get("web-listen"), board.web_listen)?.map(|listen| crate::web::WebConfig {
         listen,
         assets: build.web_assets,
@@ -189,6 +200,7 @@ fn cmd_run(args: &[String], board: &Board, build: &Build) -> Result<(), Failure>
         socket_path: flags.socket(),
         version: build.version.to_string(),
         web,
+        port,
     };
     daemon::run(board, opts).map_err(Failure::Failed)
 }
@@ -320,6 +332,48 @@ fn cmd_simple(args: &[String], request: Request) -> Result<(), Failure> {
         Reply::Error(e) => Err(Failure::Failed(e)),
         Reply::AuthUrl(_) => Err(Failure::Failed("unexpected reply".into())),
     }
+}
+
+/// `tinytail ping [-c N] [--until-direct=BOOL] [--timeout SECONDS] PEER`, as `tailscale ping`:
+/// pings until one answer comes directly (or N pings), one line per answer.
+fn cmd_ping(args: &[String]) -> Result<(), Failure> {
+    let (target, flag_args) = match args.split_last() {
+        Some((last, rest)) if !last.starts_with('-') => (last.clone(), rest),
+        _ => return Err(Failure::Usage("usage: tinytail ping [flags] <hostname-or-IP>".into())),
+    };
+    let flags = Flags::parse(
+        flag_args,
+        &[SOCKET_FLAG, ("c", Kind::Value), ("until-direct", Kind::Bool), ("timeout", Kind::Value)],
+    )?;
+    let number = |name: &str, default: u64| -> Result<u64, Failure> {
+        flags.get(name).map_or(Ok(default), |v| {
+            v.trim_end_matches('s').parse().map_err(|_| Failure::Usage(format!("invalid -{name} \"{v}\"")))
+        })
+    };
+    let count = number("c", 10)?;
+    let timeout_ms = number("timeout", 5)? * 1000;
+    let until_direct = flags.bool("until-direct").unwrap_or(true);
+    for i in 0..count {
+        let request = Request::Ping { target: target.clone(), timeout_ms };
+        match call(&flags.socket(), &request, |_| {})? {
+            Reply::Ok { message, data } => {
+                println!("{message}");
+                if until_direct && data["direct"] == true {
+                    return Ok(());
+                }
+            }
+            Reply::Error(e) if e.starts_with("timeout") => println!("{e}"),
+            Reply::Error(e) => return Err(Failure::Failed(e)),
+            Reply::AuthUrl(_) => return Err(Failure::Failed("unexpected reply".into())),
+        }
+        if i + 1 < count {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+    if until_direct {
+        return Err(Failure::Failed("direct connection not established".into()));
+    }
+    Ok(())
 }
 
 fn fetch_status(socket: &std::path::Path) -> Result<serde_json::Value, Failure> {

@@ -1,8 +1,9 @@
 //! `tinytail run`: the agent. One tokio current-thread runtime; a control task that logs in and
 //! keeps the map stream alive (reconnecting with jittered backoff); the local socket for the CLI.
 //!
-//! Not here yet (other issues): DERP, magicsock, WireGuard and the TUN datapath consume the
-//! netmap kept here; disco keys are generated but only their public half is used so far.
+//! The datapath (agent::magicsock) runs while we are logged in and want to run: a supervisor
+//! task turns every netmap or prefs change into a wgconfig::Config for it, and stops it (undoing
+//! routes, addresses and SNAT) on `down`, logout, SIGTERM and SIGINT.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,7 +14,8 @@ use tinytail_core::key::{AuthKey, DiscoPublic, NodePublic, PrivateKey};
 use tinytail_hal::board::Board;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::control::session::{Session, PING_TIMEOUT};
@@ -23,7 +25,7 @@ use crate::netmap::NetMap;
 use crate::prefix::Prefix;
 use crate::state::{FlashState, Prefs, State, StateStore};
 use crate::tailcfg::{self, Hostinfo, MapRequest, NetInfo, RegisterAuth, RegisterRequest};
-use crate::{clock, random, status, web};
+use crate::{clock, magicsock, random, status, web, wgconfig};
 
 /// The login server when `up` names none, as in tailscale.
 pub const DEFAULT_LOGIN_SERVER: &str = "https://controlplane.tailscale.com";
@@ -48,6 +50,8 @@ pub struct RunOptions {
     pub version: String,
     /// The local web page and API (`--web-listen`, default from the board); `None` = off.
     pub web: Option<web::WebConfig>,
+    /// UDP port for WireGuard and disco (`--port`; 0 = any).
+    pub port: u16,
 }
 
 /// Where the node stands, named as tailscale's `ipn.State`.
@@ -93,6 +97,10 @@ pub struct Shared {
     pub disco_public: DiscoPublic,
     pub version: String,
     pub preferred_derp: u32,
+    /// The datapath's status, while it runs.
+    pub engine: Option<Arc<Mutex<magicsock::EngineStatus>>>,
+    /// Our direct endpoints, as magicsock found them (sent in MapRequest.Endpoints).
+    pub endpoints: Vec<std::net::SocketAddr>,
     control_task: Option<JoinHandle<()>>,
 }
 
@@ -105,6 +113,10 @@ pub(crate) struct Agent {
     changed: watch::Sender<u64>,
     /// The web page's sessions and credentials (here so `tinytail web setup-code` reaches them).
     pub(crate) web: Arc<web::WebState>,
+    /// Commands to the running datapath (`tinytail ping`).
+    engine_commands: Arc<Mutex<Option<mpsc::Sender<magicsock::Command>>>>,
+    /// Woken when magicsock's endpoints change, so the map loop tells control.
+    endpoints_changed: Arc<tokio::sync::Notify>,
 }
 
 impl Agent {
@@ -156,6 +168,8 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
             disco_public: DiscoPublic(public_key_of(&disco)),
             version: opts.version,
             preferred_derp: 0,
+            engine: None,
+            endpoints: Vec::new(),
             control_task: None,
         })),
         web: Arc::new(web::WebState::new(
@@ -164,6 +178,8 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
         store: Arc::new(store),
         ca_bundle: board.ca_bundle,
         changed: watch::channel(0).0,
+        engine_commands: Arc::new(Mutex::new(None)),
+        endpoints_changed: Arc::new(tokio::sync::Notify::new()),
     };
     let listener = bind_socket(&opts.socket_path)?;
     let store_location =
@@ -172,13 +188,110 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
     if let Some(config) = opts.web {
         web::start(&agent, config)?;
     }
+    let engine_opts = magicsock::Options {
+        tun_name: board.tun_name.to_string(),
+        port: opts.port,
+        tls: transport::tls_config(board.ca_bundle).map_err(|e| log(&format!("derp: {e}"))).ok(),
+        plain_http_derp: std::env::var(magicsock::derp::PLAIN_HTTP_SWITCH).is_ok_and(|v| v == "1"),
+    };
+    let (stop_tx, stop_rx) = oneshot::channel();
+    tokio::spawn(supervise_datapath(agent.clone(), engine_opts, disco, stop_rx));
     if start_control {
         start_control_loop(&agent, None);
     }
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("signals: {e}"))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("signals: {e}"))?;
     loop {
-        let (conn, _) = listener.accept().await.map_err(|e| format!("socket: {e}"))?;
-        let agent = agent.clone();
-        tokio::spawn(async move { handle_client(agent, conn).await });
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (conn, _) = accepted.map_err(|e| format!("socket: {e}"))?;
+                let agent = agent.clone();
+                tokio::spawn(async move { handle_client(agent, conn).await });
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    log("stopping");
+    let (done_tx, done_rx) = oneshot::channel();
+    let _ = stop_tx.send(done_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+    let _ = std::fs::remove_file(&opts.socket_path);
+    Ok(())
+}
+
+/// Runs the datapath while the node is logged in, wants to run and has its own node in the map;
+/// feeds it a new config on every change; stops it when that no longer holds or on `stop`.
+async fn supervise_datapath(
+    agent: Agent,
+    opts: magicsock::Options,
+    disco_private: PrivateKey,
+    mut stop: oneshot::Receiver<oneshot::Sender<()>>,
+) {
+    let mut changes = agent.changed.subscribe();
+    let mut running: Option<(magicsock::Handle, watch::Sender<Option<Arc<wgconfig::Config>>>)> = None;
+    loop {
+        let config = {
+            let s = agent.lock();
+            let wanted = s.state.want_running && matches!(s.backend, Backend::Running);
+            match (&s.state.node_key, wanted) {
+                (Some(node), true) => {
+                    wgconfig::build(&s.netmap, &s.state.prefs, node, &disco_private, s.preferred_derp)
+                }
+                _ => None,
+            }
+        };
+        match (config, running.as_ref()) {
+            (Some(config), Some((_, configs))) => {
+                let _ = configs.send(Some(Arc::new(config)));
+            }
+            (Some(config), None) => {
+                let engine_opts = opts.clone();
+                let port = engine_opts.port;
+                let tun = engine_opts.tun_name.clone();
+                let (configs, rx) = watch::channel(Some(Arc::new(config)));
+                match magicsock::start(engine_opts, rx) {
+                    Ok(handle) => {
+                        log(&format!("datapath: {tun} up, UDP port {port}"));
+                        agent.lock().engine = Some(Arc::clone(&handle.status));
+                        *agent.engine_commands.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(handle.commands.clone());
+                        tokio::spawn(forward_endpoints(agent.clone(), handle.endpoints.clone()));
+                        running = Some((handle, configs));
+                    }
+                    Err(e) => log(&format!("datapath: {e}")),
+                }
+            }
+            (None, Some(_)) => {
+                if let Some((handle, _)) = running.take() {
+                    handle.stop().await;
+                }
+                agent.lock().engine = None;
+                *agent.engine_commands.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            (None, None) => {}
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            done = &mut stop => {
+                if let Some((handle, _)) = running.take() {
+                    handle.stop().await;
+                }
+                if let Ok(done) = done {
+                    let _ = done.send(());
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Sends our endpoints to control whenever magicsock finds them changed.
+async fn forward_endpoints(agent: Agent, mut endpoints: watch::Receiver<Vec<std::net::SocketAddr>>) {
+    while endpoints.changed().await.is_ok() {
+        let list = endpoints.borrow_and_update().clone();
+        agent.lock().endpoints = list;
+        agent.endpoints_changed.notify_one();
     }
 }
 
@@ -246,7 +359,55 @@ pub(crate) async fn handle_request(
         Request::WebSetupCode => {
             Reply::Ok { message: agent.web.issue_setup_code(), data: serde_json::Value::Null }
         }
+        Request::Ping { target, timeout_ms } => ping(agent, &target, Duration::from_millis(timeout_ms)).await,
     }
+}
+
+/// One disco ping through the datapath; the reply reads like tailscale's
+/// `pong from NAME (IP) via PATH in LATENCY`.
+async fn ping(agent: &Agent, target: &str, timeout: Duration) -> Reply {
+    let found = {
+        let s = agent.lock();
+        s.netmap.peers.iter().find(|p| peer_matches(p, target)).map(|p| {
+            let name = p.name.split('.').next().unwrap_or_default().to_string();
+            let ip = p.addresses.first().map(|a| a.addr.to_string()).unwrap_or_default();
+            (p.key, name, ip)
+        })
+    };
+    let Some((key, name, ip)) = found else {
+        return Reply::Error(format!("no peer named \"{target}\" in the network map"));
+    };
+    let commands = agent.engine_commands.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let Some(commands) = commands else {
+        return Reply::Error("the datapath is not running (is the node up?)".into());
+    };
+    let (tx, rx) = oneshot::channel();
+    if commands.send(magicsock::Command::Ping { peer: key, reply: tx }).await.is_err() {
+        return Reply::Error("the datapath stopped".into());
+    }
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(pong)) => {
+            let ms = pong.latency.as_secs_f64() * 1000.0;
+            Reply::Ok {
+                message: format!("pong from {name} ({ip}) via {} in {ms:.0}ms", pong.via),
+                data: serde_json::json!({
+                    "via": pong.via,
+                    "direct": !pong.via.starts_with("DERP("),
+                    "latencyMs": ms,
+                }),
+            }
+        }
+        _ => Reply::Error("timeout waiting for ping reply".into()),
+    }
+}
+
+fn peer_matches(peer: &crate::netmap::Node, target: &str) -> bool {
+    let fqdn = peer.name.trim_end_matches('.');
+    let short = fqdn.split('.').next().unwrap_or_default();
+    target.eq_ignore_ascii_case(fqdn)
+        || target.eq_ignore_ascii_case(short)
+        || target.eq_ignore_ascii_case(&peer.hostname)
+        || peer.addresses.iter().any(|a| a.addr.to_string() == target)
 }
 
 async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> {
@@ -610,14 +771,15 @@ fn self_key_expired(agent: &Agent) -> bool {
 
 /// Streams the map until it fails. Resets `failures` once a message arrived.
 async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Result<(), ControlError> {
-    let (node_public, disco, hostinfo_now) = {
+    let (node_public, disco, hostinfo_now, mut endpoints) = {
         let s = agent.lock();
         let node = s.state.node_key.as_ref().map(|k| NodePublic(public_key_of(k))).unwrap_or_default();
-        (node, s.disco_public, hostinfo(&s.state.prefs, &s.version, s.preferred_derp))
+        (node, s.disco_public, hostinfo(&s.state.prefs, &s.version, s.preferred_derp), endpoint_strings(&s))
     };
     // With Stream set, control may ignore Hostinfo (capver >= 68): push it as a lite update first.
-    session.lite_update(&map_request(node_public, disco, &hostinfo_now, false)).await?;
-    let mut stream = session.map_stream(&map_request(node_public, disco, &hostinfo_now, true)).await?;
+    session.lite_update(&map_request(node_public, disco, &hostinfo_now, &endpoints, false)).await?;
+    let mut stream =
+        session.map_stream(&map_request(node_public, disco, &hostinfo_now, &endpoints, true)).await?;
     let mut got_node = false;
     let mut last_ping_url = String::new();
     let mut refresh_at: Option<tokio::time::Instant> = None;
@@ -631,11 +793,24 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
         let next = tokio::select! {
             resp = stream.next() => Some(resp?),
             () = refresh_due => None,
+            () = agent.endpoints_changed.notified() => {
+                endpoints = endpoint_strings(&agent.lock());
+                let hostinfo = hostinfo_now.clone();
+                let (session, endpoints) = (session.clone(), endpoints.clone());
+                tokio::spawn(async move {
+                    let req = map_request(node_public, disco, &hostinfo, &endpoints, false);
+                    if let Err(e) = session.lite_update(&req).await {
+                        log(&format!("control: endpoints update: {e}"));
+                    }
+                });
+                continue;
+            }
         };
         let Some(resp) = next else {
             // Open the new poll before dropping the old one, so control never sees us offline.
             refresh_at = None;
-            stream = session.map_stream(&map_request(node_public, disco, &hostinfo_now, true)).await?;
+            stream =
+                session.map_stream(&map_request(node_public, disco, &hostinfo_now, &endpoints, true)).await?;
             got_node = false;
             continue;
         };
@@ -688,10 +863,10 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
         };
         agent.notify();
         if let Some(hostinfo) = derp_update {
-            let session = session.clone();
+            let (session, endpoints) = (session.clone(), endpoints.clone());
             tokio::spawn(async move {
-                if let Err(e) = session.lite_update(&map_request(node_public, disco, &hostinfo, false)).await
-                {
+                let req = map_request(node_public, disco, &hostinfo, &endpoints, false);
+                if let Err(e) = session.lite_update(&req).await {
                     log(&format!("control: hostinfo update: {e}"));
                 }
             });
@@ -699,8 +874,15 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
     }
 }
 
-fn map_request(node: NodePublic, disco: DiscoPublic, hostinfo: &Hostinfo, stream: bool) -> MapRequest<'_> {
+fn map_request<'a>(
+    node: NodePublic,
+    disco: DiscoPublic,
+    hostinfo: &'a Hostinfo,
+    endpoints: &'a [String],
+    stream: bool,
+) -> MapRequest<'a> {
     MapRequest {
+        endpoints,
         version: CAPABILITY_VERSION,
         compress: if stream { "zstd" } else { "" },
         keep_alive: stream,
@@ -710,6 +892,10 @@ fn map_request(node: NodePublic, disco: DiscoPublic, hostinfo: &Hostinfo, stream
         hostinfo,
         omit_peers: !stream,
     }
+}
+
+fn endpoint_strings(s: &Shared) -> Vec<String> {
+    s.endpoints.iter().map(ToString::to_string).collect()
 }
 
 /// Answers a PingRequest (protocol.md §3.8): a HEAD to its URL, over Noise when it says so.

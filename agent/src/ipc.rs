@@ -19,6 +19,11 @@ pub enum Request {
     /// `tinytail web setup-code`: a one-time code to set the web page's admin password.
     #[serde(rename = "web-setup-code")]
     WebSetupCode,
+    /// `tinytail ping`: one disco ping to a peer (name, FQDN or tailnet IP).
+    Ping {
+        target: String,
+        timeout_ms: u64,
+    },
 }
 
 /// `tinytail up`'s flags; `None` = not given = keep the current pref.

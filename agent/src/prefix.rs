@@ -84,6 +84,16 @@ impl Prefix {
         Prefix { addr, bits: self.bits }
     }
 
+    /// True when `addr` lies inside this prefix (same family).
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        addr.is_ipv4() == self.addr.is_ipv4() && Prefix { addr, bits: self.bits }.masked() == self.masked()
+    }
+
+    /// True when every address of `other` lies inside this prefix.
+    pub fn covers(&self, other: &Prefix) -> bool {
+        other.bits >= self.bits && self.contains(other.addr)
+    }
+
     /// True for a single address (`/32` or `/128`).
     pub fn is_host(&self) -> bool {
         self.bits == if self.addr.is_ipv4() { 32 } else { 128 }

@@ -4,7 +4,21 @@ use tinytail_core::key::PrivateKey;
 
 /// 32 random bytes. Without an OS RNG there is no safe way on: abort with a clear message.
 pub fn bytes32() -> [u8; 32] {
-    let mut out = [0u8; 32];
+    bytes()
+}
+
+/// A random NaCl box nonce.
+pub fn bytes24() -> [u8; 24] {
+    bytes()
+}
+
+/// A random disco transaction ID (or STUN one).
+pub fn bytes12() -> [u8; 12] {
+    bytes()
+}
+
+fn bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
     if let Err(e) = getrandom::fill(&mut out) {
         // Invariant: Linux always has getrandom(2) or /dev/urandom; keys must never be weak.
         panic!("no OS random number generator: {e}");

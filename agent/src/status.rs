@@ -4,10 +4,10 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::clock;
 use crate::daemon::Shared;
 use crate::netmap::Node;
 use crate::prefix::Prefix;
+use crate::{clock, magicsock};
 
 /// Builds the status object from the shared state.
 pub fn json(s: &Shared) -> Value {
@@ -20,7 +20,18 @@ pub fn json(s: &Shared) -> Value {
         v["advertisedRoutes"] = json!(advertised);
         v
     });
-    let peers: Map<String, Value> = nm.peers.iter().map(|p| (p.key.to_string(), node_json(p, now))).collect();
+    let engine = s.engine.as_ref().map(|e| e.lock().unwrap_or_else(|p| p.into_inner()).clone());
+    let peers: Map<String, Value> = nm
+        .peers
+        .iter()
+        .map(|p| {
+            let mut v = node_json(p, now);
+            if let Some(path) = engine.as_ref().and_then(|e| e.peers.get(&p.key)) {
+                add_path(&mut v, path);
+            }
+            (p.key.to_string(), v)
+        })
+        .collect();
     let mut health = Vec::new();
     if let Some(since) = s.control.down_since {
         health.push(format!(
@@ -65,6 +76,39 @@ pub fn json(s: &Shared) -> Value {
         "PacketFilterRules": nm.packet_filter().count(),
         "TKA": nm.tka,
         "ControlTime": nm.control_time,
+        "Datapath": engine.as_ref().map(datapath_json),
+    })
+}
+
+/// Where a peer's packets go, named as `tailscale status --json` names it.
+fn add_path(v: &mut Value, path: &magicsock::PeerStatus) {
+    v["CurAddr"] = json!(path.cur_addr.map(|a| a.to_string()).unwrap_or_default());
+    v["Relay"] = json!(path.relay);
+    v["RxBytes"] = json!(path.rx_bytes);
+    v["TxBytes"] = json!(path.tx_bytes);
+    v["Active"] = json!(path.active);
+    v["SecondsSinceHandshake"] = json!(path.since_handshake.map(|d| d.as_secs()));
+}
+
+fn datapath_json(e: &magicsock::EngineStatus) -> Value {
+    json!({
+        "TUN": e.tun,
+        "Port": e.port,
+        "Endpoints": e.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "HomeDERP": e.home_derp,
+        "DERPConnected": e.derp.iter().map(|(r, up)| (r.to_string(), json!(up))).collect::<Map<_, _>>(),
+        "FilterDrops": {
+            "Malformed": e.filter_drops.malformed,
+            "NotLocal": e.filter_drops.not_local,
+            "NoRule": e.filter_drops.no_rule,
+        },
+        "Drops": {
+            "NoRoute": e.drops.no_route,
+            "SourceNotAllowed": e.drops.source_not_allowed,
+            "UnknownPeer": e.drops.unknown_peer,
+            "WireGuard": e.drops.wireguard,
+            "QueueFull": e.drops.queue_full,
+        },
     })
 }
 

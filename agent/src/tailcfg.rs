@@ -109,6 +109,9 @@ pub struct MapRequest<'a> {
     pub disco_key: String,
     pub stream: bool,
     pub hostinfo: &'a Hostinfo,
+    /// Where peers may reach our UDP socket directly (`ip:port`).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub endpoints: &'a [String],
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub omit_peers: bool,
 }

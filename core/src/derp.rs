@@ -185,7 +185,8 @@ pub fn write_client_info(
     let tag = shared
         .encrypt_in_place_detached(GenericArray::from_slice(&nonce), &[], &mut sealed)
         .map_err(|_| DerpError::BufferTooSmall)?;
-    write_frame(out, kind::CLIENT_INFO, &[&our_public.0, &nonce, &sealed, &tag])
+    // NaCl's box format: tag first, then the ciphertext.
+    write_frame(out, kind::CLIENT_INFO, &[&our_public.0, &nonce, &tag, &sealed])
 }
 
 /// Opens a ServerInfo payload into `out`; returns the JSON bytes.
@@ -196,17 +197,14 @@ pub fn open_server_info<'b>(
     out: &'b mut [u8],
 ) -> Result<&'b [u8], DerpError> {
     let (nonce, sealed) = payload.split_first_chunk::<NONCE_LEN>().ok_or(DerpError::Malformed)?;
-    let body_len = sealed.len().checked_sub(TAG_LEN).ok_or(DerpError::Malformed)?;
+    // NaCl's box format: tag first, then the ciphertext.
+    let (tag, body) = sealed.split_at_checked(TAG_LEN).ok_or(DerpError::Malformed)?;
+    let body_len = body.len();
     let buf = out.get_mut(..body_len).ok_or(DerpError::BufferTooSmall)?;
-    buf.copy_from_slice(&sealed[..body_len]);
+    buf.copy_from_slice(body);
     let shared = SalsaBox::new(&PublicKey::from_bytes(server.0), &SecretKey::from_bytes(*our_private));
     shared
-        .decrypt_in_place_detached(
-            GenericArray::from_slice(nonce),
-            &[],
-            buf,
-            GenericArray::from_slice(&sealed[body_len..]),
-        )
+        .decrypt_in_place_detached(GenericArray::from_slice(nonce), &[], buf, GenericArray::from_slice(tag))
         .map_err(|_| DerpError::Unauthenticated)?;
     Ok(&out[..body_len])
 }

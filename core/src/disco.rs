@@ -191,10 +191,12 @@ impl DiscoBox {
 
     /// Opens an envelope into `out` and parses it; the message borrows `out`.
     pub fn open<'b>(&self, envelope: &Envelope<'_>, out: &'b mut [u8]) -> Result<Message<'b>, DiscoError> {
-        let body_len = envelope.sealed.len().checked_sub(TAG_LEN).ok_or(DiscoError::NotDisco)?;
+        // NaCl's box format: the Poly1305 tag comes first, then the ciphertext.
+        let (tag, body) = envelope.sealed.split_at_checked(TAG_LEN).ok_or(DiscoError::NotDisco)?;
+        let body_len = body.len();
         let buf = out.get_mut(..body_len).ok_or(DiscoError::BufferTooSmall)?;
-        buf.copy_from_slice(&envelope.sealed[..body_len]);
-        let tag = GenericArray::from_slice(&envelope.sealed[body_len..]);
+        buf.copy_from_slice(body);
+        let tag = GenericArray::from_slice(tag);
         self.shared
             .decrypt_in_place_detached(GenericArray::from_slice(&envelope.nonce), &[], buf, tag)
             .map_err(|_| DiscoError::Unauthenticated)?;
@@ -210,23 +212,18 @@ impl DiscoBox {
         message: &Message<'_>,
         out: &mut [u8],
     ) -> Result<usize, DiscoError> {
-        let plain_len = message.write(out.get_mut(HEADER_LEN..).ok_or(DiscoError::BufferTooSmall)?)?;
-        let total = HEADER_LEN + plain_len + TAG_LEN;
-        if out.len() < total {
-            return Err(DiscoError::BufferTooSmall);
-        }
+        let body_at = HEADER_LEN + TAG_LEN;
+        let plain_len = message.write(out.get_mut(body_at..).ok_or(DiscoError::BufferTooSmall)?)?;
+        let total = body_at + plain_len;
         out[..MAGIC.len()].copy_from_slice(&MAGIC);
         out[MAGIC.len()..MAGIC.len() + KEY_LEN].copy_from_slice(&sender.0);
         out[MAGIC.len() + KEY_LEN..HEADER_LEN].copy_from_slice(&nonce);
         let tag = self
             .shared
-            .encrypt_in_place_detached(
-                GenericArray::from_slice(&nonce),
-                &[],
-                &mut out[HEADER_LEN..HEADER_LEN + plain_len],
-            )
+            .encrypt_in_place_detached(GenericArray::from_slice(&nonce), &[], &mut out[body_at..total])
             .map_err(|_| DiscoError::BufferTooSmall)?;
-        out[HEADER_LEN + plain_len..total].copy_from_slice(&tag);
+        // NaCl's box format: tag first (what Go's box.SealAfterPrecomputation writes).
+        out[HEADER_LEN..body_at].copy_from_slice(&tag);
         Ok(total)
     }
 }

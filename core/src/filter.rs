@@ -324,6 +324,13 @@ impl Filter {
         }
     }
 
+    /// Takes over the remembered flows and drop counters of the filter this one replaces, so a
+    /// new netmap neither breaks running UDP exchanges nor resets the counters.
+    pub fn carry_over(&mut self, previous: &Filter) {
+        self.flows = previous.flows;
+        self.drops = previous.drops;
+    }
+
     /// Marks a prefix as ours (an address of this node or a route it advertises).
     pub fn add_local_net(&mut self, addr: IpAddr, bits: u8) -> Result<(), FilterError> {
         // Host bits are masked off rather than refused: an address given with its network's

@@ -39,7 +39,7 @@ fn tun_addresses_routes_forwarding_and_snat_come_and_go() {
         Command::new("ip").args(["link", "add", "lan0", "type", "veth", "peer", "name", "lan1"]).status();
     assert!(status.unwrap().success(), "veth for the LAN side");
 
-    let mut tun = Tun::open("tt-test0").expect("TUN device");
+    let tun = Tun::open("tt-test0").expect("TUN device");
     let mut net = LinuxNet::new().expect("netlink socket");
     net.link_up("tt-test0", 1280).unwrap();
     net.link_up("lan0", 1500).unwrap();

@@ -49,9 +49,19 @@ pub fn tls_config(board_ca_bundle: &str) -> Result<Arc<rustls::ClientConfig>, St
 
 /// Connects to the server; TLS iff the URL is `https://`.
 pub async fn dial(url: &ServerUrl, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<BoxIo, ControlError> {
+    dial_at(url, None, tls).await
+}
+
+/// Like [`dial`], but connects to `address` when given (a DERP node's pinned IP) while TLS still
+/// verifies the URL's host name.
+pub async fn dial_at(
+    url: &ServerUrl,
+    address: Option<&str>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<BoxIo, ControlError> {
     let unreachable = |e: String| ControlError::Unreachable(format!("{}: {e}", url.base()));
     let connect = async {
-        let tcp = TcpStream::connect((url.host.as_str(), url.port))
+        let tcp = TcpStream::connect((address.unwrap_or(url.host.as_str()), url.port))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let _ = tcp.set_nodelay(true);

@@ -73,13 +73,14 @@ impl Tun {
     }
 
     /// Reads one packet into `buf`.
-    pub fn read_packet(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.file.read(buf)
+    pub fn read_packet(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.file).read(buf)
     }
 
     /// Writes one packet.
-    pub fn write_packet(&mut self, packet: &[u8]) -> io::Result<()> {
-        self.file.write_all(packet)
+    pub fn write_packet(&self, packet: &[u8]) -> io::Result<()> {
+        // One write per packet: TUN takes whole packets, so a short write cannot happen.
+        (&self.file).write(packet).map(drop)
     }
 
     /// Reads and writes return `WouldBlock` instead of waiting (for an async reactor).

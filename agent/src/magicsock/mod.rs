@@ -1,0 +1,830 @@
+//! magicsock: the one task that moves packets. It owns the TUN device, one UDP socket (WireGuard,
+//! disco and STUN share it), the DERP connections and core::wg's datapath, and picks per packet
+//! whether a peer is reached directly or through DERP (paths.rs).
+//!
+//! Per packet the direct path allocates nothing: TUN and UDP reads land in two buffers allocated
+//! at start, encryption and decryption write into them. A packet through DERP costs one `Vec`
+//! (the frame handed to the connection's writer task, and one for a received frame).
+//!
+//! The kernel side (addresses, routes, forwarding, SNAT) goes through hal::net and is undone when
+//! the engine stops (`down`, logout, SIGTERM).
+
+pub mod derp;
+pub mod paths;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tinytail_core::disco::{self, DiscoBox, Envelope, Message};
+use tinytail_core::filter::DropCounters;
+use tinytail_core::key::{DiscoPublic, NodePublic};
+use tinytail_core::route::PeerIndex;
+use tinytail_core::wg::{Datapath, DatapathError, Output, Refusal, BUFFER_SIZE};
+use tinytail_hal::net::linux::{self as linux_net, LinuxNet, Tun};
+use tinytail_hal::net::{NetControl, TUN_MTU};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use self::derp::{DerpEvent, DerpLink, Identity};
+use self::paths::PeerPaths;
+use crate::daemon::log;
+use crate::prefix::Prefix;
+use crate::random;
+use crate::wgconfig::Config;
+
+/// tailscaled's usual port (its systemd unit and Windows default).
+pub const DEFAULT_PORT: u16 = 41641;
+/// `tailcfg.DerpMagicIP`: a pong to a ping that came via DERP names this address and the region.
+const DERP_MAGIC_IP: Ipv4Addr = Ipv4Addr::new(127, 3, 3, 40);
+/// WireGuard timers and path upkeep run this often.
+const TICK: Duration = Duration::from_millis(250);
+/// Our endpoints (interface addresses) are re-read this often.
+const ENDPOINT_REFRESH: Duration = Duration::from_secs(30);
+/// Unanswered pings are forgotten after this long (`pingTimeoutDuration`).
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// TUN packets handled per wake-up before the other sources get a turn.
+const TUN_BURST: usize = 64;
+
+/// How the engine is set up (from the board and `tinytail run` flags).
+#[derive(Clone)]
+pub struct Options {
+    pub tun_name: String,
+    pub port: u16,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub plain_http_derp: bool,
+}
+
+/// Requests from the CLI (through the daemon).
+pub enum Command {
+    Ping { peer: NodePublic, reply: oneshot::Sender<PingResult> },
+    Stop(oneshot::Sender<()>),
+}
+
+/// One answered disco ping.
+#[derive(Debug, Clone)]
+pub struct PingResult {
+    /// `DERP(<region>)` or the peer's `ip:port`, as `tailscale ping` prints it.
+    pub via: String,
+    pub latency: Duration,
+}
+
+/// What status shows of the datapath.
+#[derive(Debug, Clone, Default)]
+pub struct EngineStatus {
+    pub tun: String,
+    pub port: u16,
+    pub endpoints: Vec<SocketAddr>,
+    /// Region -> connected.
+    pub derp: BTreeMap<u32, bool>,
+    pub home_derp: u32,
+    pub peers: HashMap<NodePublic, PeerStatus>,
+    pub filter_drops: DropCounters,
+    pub drops: Drops,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PeerStatus {
+    pub cur_addr: Option<SocketAddr>,
+    pub relay: u32,
+    pub since_handshake: Option<Duration>,
+    pub tx_bytes: usize,
+    pub rx_bytes: usize,
+    pub active: bool,
+}
+
+/// Packets dropped outside the filter, by reason.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Drops {
+    pub no_route: u64,
+    pub source_not_allowed: u64,
+    pub unknown_peer: u64,
+    pub wireguard: u64,
+    pub queue_full: u64,
+}
+
+/// The daemon's handle on a running engine.
+pub struct Handle {
+    pub commands: mpsc::Sender<Command>,
+    pub status: Arc<Mutex<EngineStatus>>,
+    /// Our endpoints, for MapRequest.Endpoints.
+    pub endpoints: watch::Receiver<Vec<SocketAddr>>,
+}
+
+impl Handle {
+    /// Stops the engine and waits until the kernel changes are undone.
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Opens the TUN device and the socket and starts the engine task; it runs on the configs that
+/// `configs` delivers until stopped.
+pub fn start(opts: Options, configs: watch::Receiver<Option<Arc<Config>>>) -> Result<Handle, String> {
+    let tun = Tun::open(&opts.tun_name).map_err(|e| format!("TUN device {}: {e}", opts.tun_name))?;
+    tun.set_nonblocking().map_err(|e| format!("TUN device {}: {e}", opts.tun_name))?;
+    // SAFETY: the Tun owns its descriptor and closes it only when dropped, which drops the
+    // registration with it (AsyncFd owns the Tun).
+    let tun = unsafe { AsyncFd::register_with_interest(tun, Interest::READABLE) }
+        .map_err(|e| format!("TUN device {}: {}", opts.tun_name, e.into_parts().1))?;
+    let std_udp = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, opts.port))
+        .map_err(|e| format!("UDP port {}: {e}", opts.port))?;
+    std_udp.set_nonblocking(true).map_err(|e| format!("UDP socket: {e}"))?;
+    let port = std_udp.local_addr().map(|a| a.port()).unwrap_or(opts.port);
+    let udp = UdpSocket::from_std(std_udp).map_err(|e| format!("UDP socket: {e}"))?;
+    let net = LinuxNet::new().map_err(|e| format!("netlink: {e}"))?;
+    net_setup_link(&opts.tun_name)?;
+    if opts.plain_http_derp {
+        log(&format!("derp: {}=1: DERP over plain HTTP (tests only)", derp::PLAIN_HTTP_SWITCH));
+    }
+    let (commands, command_rx) = mpsc::channel(16);
+    let (derp_tx, derp_rx) = mpsc::channel(1024);
+    let (endpoints_tx, endpoints) = watch::channel(Vec::new());
+    let status =
+        Arc::new(Mutex::new(EngineStatus { tun: opts.tun_name.clone(), port, ..Default::default() }));
+    let engine = Engine {
+        opts,
+        port,
+        udp,
+        tun,
+        net,
+        datapath: None,
+        rx: vec![0u8; BUFFER_SIZE].into_boxed_slice(),
+        tx: vec![0u8; BUFFER_SIZE].into_boxed_slice(),
+        disco_buf: vec![0u8; BUFFER_SIZE].into_boxed_slice(),
+        peers: Vec::new(),
+        by_key: HashMap::new(),
+        by_disco: HashMap::new(),
+        derp: BTreeMap::new(),
+        derp_connected: BTreeMap::new(),
+        derp_events: derp_tx,
+        config: None,
+        pending: HashMap::new(),
+        routes_installed: Vec::new(),
+        addresses_installed: Vec::new(),
+        forwarding: false,
+        snat: false,
+        endpoints: Vec::new(),
+        endpoints_tx,
+        endpoints_read: None,
+        drops: Drops::default(),
+        status: Arc::clone(&status),
+    };
+    tokio::spawn(engine.run(command_rx, derp_rx, configs));
+    Ok(Handle { commands, status, endpoints })
+}
+
+/// Brings the link up before any address goes on it.
+fn net_setup_link(tun: &str) -> Result<(), String> {
+    let mut net = LinuxNet::new().map_err(|e| format!("netlink: {e}"))?;
+    net.link_up(tun, TUN_MTU).map_err(|e| format!("{tun}: {e}"))
+}
+
+struct PeerState {
+    key: NodePublic,
+    disco: DiscoPublic,
+    disco_box: DiscoBox,
+    name: String,
+    home_derp: u32,
+    /// The region the peer last reached us through (the return path when it has no home).
+    reply_derp: Option<u32>,
+    paths: PeerPaths,
+}
+
+enum PingTarget {
+    Udp(SocketAddr),
+    Derp(u32),
+}
+
+struct Pending {
+    peer: NodePublic,
+    target: PingTarget,
+    sent: Instant,
+    cli: Option<oneshot::Sender<PingResult>>,
+}
+
+/// Where a datagram came from.
+#[derive(Clone, Copy)]
+enum Source {
+    Udp(SocketAddr),
+    Derp { region: u32, node: NodePublic },
+}
+
+struct Engine {
+    opts: Options,
+    port: u16,
+    udp: UdpSocket,
+    tun: AsyncFd<Tun>,
+    net: LinuxNet,
+    datapath: Option<Datapath>,
+    /// Receive buffer (TUN packets, UDP datagrams) and transmit buffer (what we send).
+    rx: Box<[u8]>,
+    tx: Box<[u8]>,
+    disco_buf: Box<[u8]>,
+    /// Indexed like the datapath's peers.
+    peers: Vec<PeerState>,
+    by_key: HashMap<NodePublic, PeerIndex>,
+    by_disco: HashMap<DiscoPublic, PeerIndex>,
+    derp: BTreeMap<u32, DerpLink>,
+    derp_connected: BTreeMap<u32, bool>,
+    derp_events: mpsc::Sender<DerpEvent>,
+    config: Option<Arc<Config>>,
+    pending: HashMap<[u8; disco::TX_ID_LEN], Pending>,
+    routes_installed: Vec<Prefix>,
+    addresses_installed: Vec<Prefix>,
+    forwarding: bool,
+    snat: bool,
+    endpoints: Vec<SocketAddr>,
+    endpoints_tx: watch::Sender<Vec<SocketAddr>>,
+    endpoints_read: Option<Instant>,
+    drops: Drops,
+    status: Arc<Mutex<EngineStatus>>,
+}
+
+impl Engine {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut derp_events: mpsc::Receiver<DerpEvent>,
+        mut configs: watch::Receiver<Option<Arc<Config>>>,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let initial = configs.borrow_and_update().clone();
+        if let Some(config) = initial {
+            self.apply(config);
+        }
+        let stopped = loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Stop(done)) => break Some(done),
+                    Some(Command::Ping { peer, reply }) => self.cli_ping(peer, reply),
+                    None => break None,
+                },
+                changed = configs.changed() => {
+                    if changed.is_err() {
+                        break None;
+                    }
+                    let config = configs.borrow_and_update().clone();
+                    if let Some(config) = config {
+                        self.apply(config);
+                    }
+                }
+                Some(event) = derp_events.recv() => self.on_derp(event),
+                received = self.udp.recv_from(&mut self.rx) => match received {
+                    Ok((len, from)) => self.on_udp(len, from),
+                    Err(e) => log(&format!("udp: {e}")),
+                },
+                ready = self.tun.readable() => {
+                    if let Err(e) = ready {
+                        log(&format!("tun: {e}"));
+                        continue;
+                    }
+                    // try_io clears readiness on WouldBlock, so the next readable() waits.
+                    for _ in 0..TUN_BURST {
+                        match self.tun.try_io(Interest::READABLE, |tun| tun.read_packet(&mut self.rx)) {
+                            Ok(len) => self.on_tun(len),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                log(&format!("tun: {e}"));
+                                break;
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick() => self.on_tick(),
+            }
+        };
+        self.derp.clear();
+        if let Err(e) = self.net.undo_all() {
+            log(&format!("net: undoing our changes: {e}"));
+        }
+        log("datapath stopped; routes, addresses, forwarding and SNAT undone");
+        if let Some(done) = stopped {
+            let _ = done.send(());
+        }
+    }
+
+    // ---- configuration ----
+
+    fn apply(&mut self, config: Arc<Config>) {
+        let keys: Vec<NodePublic> = config.peers.iter().map(|p| p.key).collect();
+        let routes = match config.routes() {
+            Ok(r) => Box::new(r),
+            Err(e) => {
+                log(&format!("datapath: {e}; keeping the previous peers"));
+                return;
+            }
+        };
+        for e in &config.filter_errors {
+            log(&format!("filter: {e}"));
+        }
+        let mut filter = Box::new((*config.filter).clone());
+        match &mut self.datapath {
+            Some(dp) => {
+                filter.carry_over(dp.filter_mut());
+                dp.set_peers(&keys);
+                dp.set_routes(routes);
+                *dp.filter_mut() = *filter;
+            }
+            None => {
+                let mut dp = Datapath::new(&config.node_private.0, routes, filter);
+                dp.set_peers(&keys);
+                self.datapath = Some(dp);
+            }
+        }
+        let mut old: HashMap<NodePublic, PeerState> = self.peers.drain(..).map(|p| (p.key, p)).collect();
+        self.by_key.clear();
+        self.by_disco.clear();
+        for (i, p) in config.peers.iter().enumerate() {
+            let index = PeerIndex::try_from(i).unwrap_or(PeerIndex::MAX);
+            let mut state = match old.remove(&p.key) {
+                Some(s) if s.disco == p.disco => s,
+                _ => PeerState {
+                    key: p.key,
+                    disco: p.disco,
+                    disco_box: DiscoBox::new(&config.disco_private.0, &p.disco),
+                    name: String::new(),
+                    home_derp: 0,
+                    reply_derp: None,
+                    paths: PeerPaths::default(),
+                },
+            };
+            state.name.clone_from(&p.name);
+            state.home_derp = p.home_derp;
+            state.paths.set_control_endpoints(&p.endpoints);
+            self.by_key.insert(p.key, index);
+            self.by_disco.insert(p.disco, index);
+            self.peers.push(state);
+        }
+        self.apply_kernel(&config);
+        let home = self.home_region(&config);
+        self.config = Some(config);
+        if let Some(home) = home {
+            self.ensure_derp(home);
+        }
+        self.pending.retain(|_, p| self.by_key.contains_key(&p.peer));
+    }
+
+    /// Addresses, routes, forwarding and SNAT to match the config.
+    fn apply_kernel(&mut self, config: &Config) {
+        let tun = self.opts.tun_name.clone();
+        for a in &config.addresses {
+            if !self.addresses_installed.contains(a) {
+                let bits = if a.addr.is_ipv4() { 32 } else { 128 };
+                match self.net.add_address(&tun, a.addr, bits) {
+                    Ok(()) => self.addresses_installed.push(*a),
+                    Err(e) => log(&format!("net: address {} on {tun}: {e}", a.addr)),
+                }
+            }
+        }
+        for r in &config.tun_routes {
+            if !self.routes_installed.contains(r) {
+                match self.net.add_route(&tun, r.addr, r.bits) {
+                    Ok(()) => self.routes_installed.push(*r),
+                    Err(e) => log(&format!("net: route {r} via {tun}: {e}")),
+                }
+            }
+        }
+        let gone: Vec<Prefix> =
+            self.routes_installed.iter().filter(|r| !config.tun_routes.contains(r)).copied().collect();
+        for r in gone {
+            if let Err(e) = self.net.remove_route(&tun, r.addr, r.bits) {
+                log(&format!("net: removing route {r}: {e}"));
+            }
+            self.routes_installed.retain(|x| *x != r);
+        }
+        if config.forwarding && !self.forwarding {
+            match self.net.enable_forwarding() {
+                Ok(()) => self.forwarding = true,
+                Err(e) => log(&format!("net: forwarding: {e}")),
+            }
+        }
+        let want_snat = config.forwarding && config.snat;
+        if want_snat != self.snat {
+            let result = if want_snat { self.net.enable_snat(&tun) } else { self.net.disable_snat() };
+            match result {
+                Ok(()) => self.snat = want_snat,
+                Err(e) => log(&format!("net: SNAT: {e}")),
+            }
+        }
+    }
+
+    fn home_region(&self, config: &Config) -> Option<u32> {
+        let known = |r: u32| config.derp_regions.iter().any(|d| d.region_id == r);
+        if config.home_derp != 0 && known(config.home_derp) {
+            return Some(config.home_derp);
+        }
+        config.derp_regions.iter().map(|r| r.region_id).min()
+    }
+
+    fn ensure_derp(&mut self, region: u32) -> Option<&DerpLink> {
+        if !self.derp.contains_key(&region) {
+            let config = self.config.as_ref()?;
+            let info = config.derp_regions.iter().find(|r| r.region_id == region)?.clone();
+            let home = self.home_region(config) == Some(region);
+            let id = Identity {
+                private: config.node_private.0,
+                public: NodePublic(tinytail_core::control::noise::public_key(&config.node_private)),
+                tls: self.opts.tls.clone(),
+                plain_http: self.opts.plain_http_derp,
+            };
+            let link = derp::connect(info, home, id, self.derp_events.clone());
+            self.derp.insert(region, link);
+        }
+        self.derp.get(&region)
+    }
+
+    // ---- packets ----
+
+    /// A packet from the TUN device (in `self.rx[..len]`): encrypt and send to its peer.
+    fn on_tun(&mut self, len: usize) {
+        let Some(dp) = self.datapath.as_mut() else { return };
+        match dp.outbound(&self.rx[..len], &mut self.tx) {
+            Ok((peer, Output::ToPeer { len })) => self.send_wireguard(peer, len),
+            Ok(_) => {}
+            Err(e) => self.count_drop(e),
+        }
+    }
+
+    /// A datagram on the UDP socket (in `self.rx[..len]`).
+    fn on_udp(&mut self, len: usize, from: SocketAddr) {
+        if disco::looks_like_disco(&self.rx[..len]) {
+            let datagram = self.rx[..len].to_vec(); // disco is rare; keeps the borrow simple
+            self.on_disco(&datagram, Source::Udp(from));
+            return;
+        }
+        let Some(dp) = self.datapath.as_ref() else { return };
+        let Some(peer) = dp.peer_for_datagram(&self.rx[..len]) else {
+            self.drops.unknown_peer += 1;
+            return;
+        };
+        self.on_wireguard(peer, len, Some(from.ip()));
+    }
+
+    /// A WireGuard message from `peer` in `self.rx[..len]`.
+    fn on_wireguard(&mut self, peer: PeerIndex, len: usize, from: Option<IpAddr>) {
+        let Some(dp) = self.datapath.as_mut() else { return };
+        match dp.inbound(peer, from, &self.rx[..len], &mut self.tx) {
+            Ok(Output::ToTun { len }) => {
+                if let Err(e) = self.tun.get_ref().write_packet(&self.tx[..len]) {
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        log(&format!("tun write: {e}"));
+                    }
+                    self.drops.queue_full += 1;
+                }
+            }
+            Ok(Output::ToPeer { len }) => {
+                self.send_wireguard(peer, len);
+                self.flush(peer);
+            }
+            Ok(Output::Nothing) => self.flush(peer),
+            Err(e) => self.count_drop(e),
+        }
+        if let Some(p) = self.peers.get_mut(usize::from(peer)) {
+            p.paths.last_active = Some(Instant::now());
+        }
+    }
+
+    /// Packets that waited for a handshake.
+    fn flush(&mut self, peer: PeerIndex) {
+        loop {
+            let Some(dp) = self.datapath.as_mut() else { return };
+            match dp.flush(peer, &mut self.tx) {
+                Ok(Output::ToPeer { len }) => self.send_wireguard(peer, len),
+                Ok(_) => return,
+                Err(e) => {
+                    self.count_drop(e);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn count_drop(&mut self, e: DatapathError) {
+        match e {
+            DatapathError::NoRoute => self.drops.no_route += 1,
+            DatapathError::SourceNotAllowed => self.drops.source_not_allowed += 1,
+            DatapathError::UnknownPeer => self.drops.unknown_peer += 1,
+            DatapathError::WireGuard(Refusal::NoSession | Refusal::Replay) => self.drops.wireguard += 1,
+            DatapathError::WireGuard(_) | DatapathError::Malformed | DatapathError::BufferTooSmall => {
+                self.drops.wireguard += 1
+            }
+            // Counted by the filter itself.
+            DatapathError::Filtered => {}
+        }
+    }
+
+    /// Sends `self.tx[..len]` (a WireGuard message) to `peer` by its current plan.
+    fn send_wireguard(&mut self, peer: PeerIndex, len: usize) {
+        let now = Instant::now();
+        let Some(state) = self.peers.get_mut(usize::from(peer)) else { return };
+        let plan = state.paths.plan(now);
+        let region = state.reply_derp.filter(|_| state.home_derp == 0).unwrap_or(state.home_derp);
+        let key = state.key;
+        if let Some(addr) = plan.direct {
+            let _ = self.udp.try_send_to(&self.tx[..len], addr);
+        }
+        if plan.derp {
+            self.send_derp(region, key, Payload::Tx(len));
+        }
+    }
+
+    fn send_derp(&mut self, region: u32, to: NodePublic, payload: Payload<'_>) {
+        let region = if region != 0 {
+            region
+        } else {
+            match self.config.as_ref().and_then(|c| self.home_region(c)) {
+                Some(r) => r,
+                None => return,
+            }
+        };
+        let bytes = match payload {
+            Payload::Tx(len) => &self.tx[..len],
+            Payload::Bytes(b) => b,
+        };
+        let mut frame = vec![0u8; tinytail_core::derp::HEADER_LEN + 32 + bytes.len()];
+        if tinytail_core::derp::write_send_packet(&mut frame, &to, bytes).is_err() {
+            return;
+        }
+        let full = match self.ensure_derp(region) {
+            Some(link) => link.frames.try_send(frame).is_err(),
+            None => false,
+        };
+        if full {
+            self.drops.queue_full += 1;
+        }
+    }
+
+    fn on_derp(&mut self, event: DerpEvent) {
+        match event {
+            DerpEvent::Packet { region, src, packet } => {
+                if disco::looks_like_disco(&packet) {
+                    self.on_disco(&packet, Source::Derp { region, node: src });
+                    return;
+                }
+                let Some(&peer) = self.by_key.get(&src) else {
+                    self.drops.unknown_peer += 1;
+                    return;
+                };
+                if let Some(p) = self.peers.get_mut(usize::from(peer)) {
+                    p.reply_derp = Some(region);
+                }
+                let len = packet.len().min(self.rx.len());
+                self.rx[..len].copy_from_slice(&packet[..len]);
+                self.on_wireguard(peer, len, None);
+            }
+            DerpEvent::Connected { region } => {
+                log(&format!("derp {region}: connected"));
+                self.derp_connected.insert(region, true);
+            }
+            DerpEvent::Disconnected { region, .. } => {
+                self.derp_connected.insert(region, false);
+            }
+        }
+    }
+
+    // ---- disco ----
+
+    fn on_disco(&mut self, datagram: &[u8], source: Source) {
+        let Ok(envelope) = Envelope::parse(datagram) else { return };
+        let Some(&peer) = self.by_disco.get(&envelope.sender) else { return };
+        let Some(state) = self.peers.get_mut(usize::from(peer)) else { return };
+        if let Source::Derp { node, .. } = source {
+            if node != state.key {
+                return; // a disco key sent through DERP by a node that does not own it
+            }
+        }
+        let Ok(message) = state.disco_box.open(&envelope, &mut self.disco_buf) else { return };
+        let now = Instant::now();
+        match message {
+            Message::Ping { tx_id, .. } => {
+                let src = match source {
+                    Source::Udp(addr) => {
+                        state.paths.learn(addr);
+                        addr
+                    }
+                    Source::Derp { region, .. } => {
+                        state.reply_derp = Some(region);
+                        SocketAddr::from((DERP_MAGIC_IP, u16::try_from(region).unwrap_or(0)))
+                    }
+                };
+                self.send_disco(peer, Message::Pong { tx_id, src }, source_target(source));
+            }
+            Message::Pong { tx_id, .. } => {
+                let Some(pending) = self.pending.remove(&tx_id) else { return };
+                if pending.peer != state.key {
+                    return;
+                }
+                let via = match pending.target {
+                    PingTarget::Udp(addr) => {
+                        // Only a pong that came back directly proves the direct path.
+                        if matches!(source, Source::Udp(_)) {
+                            state.paths.on_pong(addr, pending.sent, now);
+                        }
+                        addr.to_string()
+                    }
+                    PingTarget::Derp(region) => format!("DERP({region})"),
+                };
+                if let Some(cli) = pending.cli {
+                    let _ = cli.send(PingResult { via, latency: now.duration_since(pending.sent) });
+                }
+            }
+            Message::CallMeMaybe(endpoints) => {
+                if !matches!(source, Source::Derp { .. }) {
+                    return; // only believed via DERP
+                }
+                for addr in endpoints {
+                    if !is_link_local(addr.ip()) {
+                        state.paths.learn(addr);
+                    }
+                }
+                state.paths.reset_ping_timers();
+                state.paths.last_active = Some(now);
+                self.discover(peer, now);
+            }
+            Message::Other(_) => {}
+        }
+    }
+
+    /// Seals and sends one disco message to `peer` over `target`.
+    fn send_disco(&mut self, peer: PeerIndex, message: Message<'_>, target: PingTarget) {
+        let Some(config) = self.config.as_ref() else { return };
+        let ours = DiscoPublic(tinytail_core::control::noise::public_key(&config.disco_private));
+        let Some(state) = self.peers.get(usize::from(peer)) else { return };
+        let mut out = [0u8; 1500];
+        let Ok(len) = state.disco_box.seal(&ours, random::bytes24(), &message, &mut out) else { return };
+        let key = state.key;
+        match target {
+            PingTarget::Udp(addr) => {
+                let _ = self.udp.try_send_to(&out[..len], addr);
+            }
+            PingTarget::Derp(region) => self.send_derp(region, key, Payload::Bytes(&out[..len])),
+        }
+    }
+
+    /// Sends a disco ping to `peer` over `target`, remembering it for the pong.
+    fn send_ping(&mut self, peer: PeerIndex, target: PingTarget, cli: Option<oneshot::Sender<PingResult>>) {
+        let Some(state) = self.peers.get(usize::from(peer)) else { return };
+        let tx_id = random::bytes12();
+        let node_key = self
+            .config
+            .as_ref()
+            .map(|c| NodePublic(tinytail_core::control::noise::public_key(&c.node_private)));
+        let key = state.key;
+        let send_target = match &target {
+            PingTarget::Udp(a) => PingTarget::Udp(*a),
+            PingTarget::Derp(r) => PingTarget::Derp(*r),
+        };
+        self.pending.insert(tx_id, Pending { peer: key, target, sent: Instant::now(), cli });
+        self.send_disco(peer, Message::Ping { tx_id, node_key, padding: 0 }, send_target);
+    }
+
+    /// Pings due candidates of `peer`, and tells it our endpoints via DERP when it has no
+    /// trusted path to us.
+    fn discover(&mut self, peer: PeerIndex, now: Instant) {
+        let mut due = Vec::new();
+        let call_me_maybe = {
+            let Some(state) = self.peers.get_mut(usize::from(peer)) else { return };
+            state.paths.pings_due(now, &mut due);
+            !self.endpoints.is_empty() && state.paths.call_me_maybe_due(now)
+        };
+        for addr in due {
+            self.send_ping(peer, PingTarget::Udp(addr), None);
+        }
+        if call_me_maybe {
+            let wire: Vec<u8> = self.endpoints.iter().flat_map(|e| disco::write_endpoint(*e)).collect();
+            let region = self.peer_region(peer);
+            self.send_disco(
+                peer,
+                Message::CallMeMaybe(disco::Endpoints::from_wire(&wire)),
+                PingTarget::Derp(region),
+            );
+        }
+    }
+
+    fn peer_region(&self, peer: PeerIndex) -> u32 {
+        self.peers
+            .get(usize::from(peer))
+            .map(|p| if p.home_derp != 0 { p.home_derp } else { p.reply_derp.unwrap_or(0) })
+            .unwrap_or(0)
+    }
+
+    /// `tinytail ping`: over the trusted direct path if there is one, else DERP (which also
+    /// starts discovery, as traffic would).
+    fn cli_ping(&mut self, peer: NodePublic, reply: oneshot::Sender<PingResult>) {
+        let Some(&index) = self.by_key.get(&peer) else { return };
+        let now = Instant::now();
+        let trusted = self.peers.get_mut(usize::from(index)).and_then(|p| {
+            p.paths.last_active = Some(now);
+            p.paths.trusted(now)
+        });
+        let target = match trusted {
+            Some(addr) => PingTarget::Udp(addr),
+            None => PingTarget::Derp(self.peer_region(index)),
+        };
+        self.send_ping(index, target, Some(reply));
+        self.discover(index, now);
+    }
+
+    // ---- timers ----
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        if self.endpoints_read.is_none_or(|t| now.duration_since(t) >= ENDPOINT_REFRESH) {
+            self.endpoints_read = Some(now);
+            self.refresh_endpoints();
+        }
+        for i in 0..self.peers.len() {
+            let index = PeerIndex::try_from(i).unwrap_or(PeerIndex::MAX);
+            if let Some(dp) = self.datapath.as_mut() {
+                match dp.tick(index, &mut self.tx) {
+                    Ok(Output::ToPeer { len }) => self.send_wireguard(index, len),
+                    Ok(_) => {}
+                    Err(e) => self.count_drop(e),
+                }
+            }
+            if self.peers[i].paths.is_active(now) {
+                self.discover(index, now);
+            }
+        }
+        self.pending.retain(|_, p| now.duration_since(p.sent) < PING_TIMEOUT);
+        self.publish_status(now);
+    }
+
+    fn refresh_endpoints(&mut self) {
+        let addrs = match linux_net::interface_addresses(&self.opts.tun_name) {
+            Ok(a) => a,
+            Err(e) => {
+                log(&format!("endpoints: {e}"));
+                return;
+            }
+        };
+        let tailnet = Prefix { addr: tinytail_hal::net::TAILNET_V4.0, bits: tinytail_hal::net::TAILNET_V4.1 };
+        let mut endpoints: Vec<SocketAddr> = addrs
+            .into_iter()
+            .filter(|a| a.is_ipv4() && !tailnet.contains(*a))
+            .map(|a| SocketAddr::new(a, self.port))
+            .collect();
+        endpoints.sort();
+        if endpoints != self.endpoints {
+            self.endpoints.clone_from(&endpoints);
+            let _ = self.endpoints_tx.send(endpoints);
+        }
+    }
+
+    fn publish_status(&mut self, now: Instant) {
+        let Some(dp) = self.datapath.as_mut() else { return };
+        let filter_drops = dp.filter_mut().drops;
+        let mut peers = HashMap::with_capacity(self.peers.len());
+        for (i, p) in self.peers.iter().enumerate() {
+            let index = PeerIndex::try_from(i).unwrap_or(PeerIndex::MAX);
+            let (since_handshake, tx_bytes, rx_bytes) = dp.peer(index).map(|w| w.stats()).unwrap_or_default();
+            peers.insert(
+                p.key,
+                PeerStatus {
+                    cur_addr: p.paths.trusted(now),
+                    relay: if p.home_derp != 0 { p.home_derp } else { p.reply_derp.unwrap_or(0) },
+                    since_handshake,
+                    tx_bytes,
+                    rx_bytes,
+                    active: p.paths.is_active(now),
+                },
+            );
+        }
+        let home = self.config.as_ref().and_then(|c| self.home_region(c)).unwrap_or(0);
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.endpoints.clone_from(&self.endpoints);
+        s.derp.clone_from(&self.derp_connected);
+        s.home_derp = home;
+        s.peers = peers;
+        s.filter_drops = filter_drops;
+        s.drops = self.drops;
+    }
+}
+
+enum Payload<'a> {
+    /// The first bytes of the transmit buffer.
+    Tx(usize),
+    Bytes(&'a [u8]),
+}
+
+fn source_target(source: Source) -> PingTarget {
+    match source {
+        Source::Udp(addr) => PingTarget::Udp(addr),
+        Source::Derp { region, .. } => PingTarget::Derp(region),
+    }
+}
+
+fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}

@@ -1,0 +1,205 @@
+//! Path choice for one peer, as tailscaled makes it (protocol.md §6.2): DERP until a disco pong
+//! proves a direct address, then that address while heartbeats keep it trusted, and both paths
+//! again once trust lapses. Sans-I/O: the engine passes `now` and acts on the answers.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Heartbeat pings to the chosen address while the peer is active (`heartbeatInterval`).
+pub const HEARTBEAT: Duration = Duration::from_secs(3);
+/// A pong makes an address trusted for this long (`trustUDPAddrDuration`).
+pub const TRUST_DIRECT: Duration = Duration::from_millis(6500);
+/// At most one discovery ping per candidate per this long (`discoPingInterval`).
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// A peer is active while it sent or received within this long (`sessionActiveTimeout`).
+pub const SESSION_ACTIVE: Duration = Duration::from_secs(45);
+/// Candidates we keep per peer (control's endpoints, CallMeMaybe, ping sources).
+const MAX_CANDIDATES: usize = 16;
+
+/// Where to send a WireGuard packet for this peer now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendPlan {
+    pub direct: Option<SocketAddr>,
+    /// Send through DERP as well (no trusted direct path).
+    pub derp: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Best {
+    pub addr: SocketAddr,
+    pub latency: Duration,
+    pub trusted_until: Instant,
+}
+
+/// One peer's paths.
+#[derive(Debug, Default, Clone)]
+pub struct PeerPaths {
+    /// Control's endpoints for the peer (replaced on every netmap).
+    from_control: Vec<SocketAddr>,
+    /// Learned from CallMeMaybe and from pings that reached us directly.
+    learned: Vec<SocketAddr>,
+    last_ping: Vec<(SocketAddr, Instant)>,
+    pub best: Option<Best>,
+    pub last_active: Option<Instant>,
+    last_call_me_maybe: Option<Instant>,
+}
+
+impl PeerPaths {
+    pub fn set_control_endpoints(&mut self, endpoints: &[SocketAddr]) {
+        self.from_control.clear();
+        self.from_control.extend(endpoints.iter().take(MAX_CANDIDATES).copied());
+    }
+
+    /// An address the peer told us about (CallMeMaybe) or pinged us from.
+    pub fn learn(&mut self, addr: SocketAddr) {
+        if self.from_control.contains(&addr) || self.learned.contains(&addr) {
+            return;
+        }
+        if self.learned.len() >= MAX_CANDIDATES {
+            self.learned.remove(0);
+        }
+        self.learned.push(addr);
+    }
+
+    /// CallMeMaybe: ping every candidate now, whatever the interval says.
+    pub fn reset_ping_timers(&mut self) {
+        self.last_ping.clear();
+    }
+
+    pub fn trusted(&self, now: Instant) -> Option<SocketAddr> {
+        self.best.filter(|b| now < b.trusted_until).map(|b| b.addr)
+    }
+
+    /// The plan for a packet sent now (and the peer counts as active).
+    pub fn plan(&mut self, now: Instant) -> SendPlan {
+        self.last_active = Some(now);
+        match self.trusted(now) {
+            Some(addr) => SendPlan { direct: Some(addr), derp: false },
+            // An untrusted best address still gets a copy: it may well work (tailscaled does so).
+            None => SendPlan { direct: self.best.map(|b| b.addr), derp: true },
+        }
+    }
+
+    pub fn is_active(&self, now: Instant) -> bool {
+        self.last_active.is_some_and(|t| now.duration_since(t) < SESSION_ACTIVE)
+    }
+
+    /// Addresses to ping now: a heartbeat to the trusted address, or discovery of every
+    /// candidate while there is none. Records the pings as sent.
+    pub fn pings_due(&mut self, now: Instant, out: &mut Vec<SocketAddr>) {
+        if let Some(addr) = self.trusted(now) {
+            if self.due(addr, now, HEARTBEAT) {
+                out.push(addr);
+                self.note_ping(addr, now);
+            }
+            return;
+        }
+        let candidates: Vec<SocketAddr> = self.from_control.iter().chain(&self.learned).copied().collect();
+        for addr in candidates {
+            if self.due(addr, now, PING_INTERVAL) {
+                out.push(addr);
+                self.note_ping(addr, now);
+            }
+        }
+    }
+
+    /// Whether to send our endpoints via DERP now (no trusted path; at most every 5 s).
+    pub fn call_me_maybe_due(&mut self, now: Instant) -> bool {
+        if self.trusted(now).is_some() {
+            return false;
+        }
+        if self.last_call_me_maybe.is_some_and(|t| now.duration_since(t) < PING_INTERVAL) {
+            return false;
+        }
+        self.last_call_me_maybe = Some(now);
+        true
+    }
+
+    fn due(&self, addr: SocketAddr, now: Instant, interval: Duration) -> bool {
+        match self.last_ping.iter().find(|(a, _)| *a == addr) {
+            Some((_, t)) => now.duration_since(*t) >= interval,
+            None => true,
+        }
+    }
+
+    fn note_ping(&mut self, addr: SocketAddr, now: Instant) {
+        match self.last_ping.iter_mut().find(|(a, _)| *a == addr) {
+            Some(entry) => entry.1 = now,
+            None => self.last_ping.push((addr, now)),
+        }
+    }
+
+    /// A pong for a ping we sent to `addr` at `sent`: the address becomes the best one when it
+    /// is faster or the current best is no longer trusted; trust is renewed either way if it is
+    /// the best.
+    pub fn on_pong(&mut self, addr: SocketAddr, sent: Instant, now: Instant) {
+        let latency = now.duration_since(sent);
+        let replace = match self.best {
+            None => true,
+            Some(b) if b.addr == addr => true,
+            Some(b) => now >= b.trusted_until || latency < b.latency,
+        };
+        if replace {
+            self.best = Some(Best { addr, latency, trusted_until: now + TRUST_DIRECT });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn derp_until_a_pong_then_direct_until_trust_lapses() {
+        let t0 = Instant::now();
+        let mut p = PeerPaths::default();
+        p.set_control_endpoints(&[addr("198.18.0.20:41641"), addr("10.0.0.5:41641")]);
+        assert_eq!(p.plan(t0), SendPlan { direct: None, derp: true });
+        let mut due = Vec::new();
+        p.pings_due(t0, &mut due);
+        assert_eq!(due.len(), 2, "discovery pings every candidate");
+        assert!(p.call_me_maybe_due(t0));
+        assert!(!p.call_me_maybe_due(t0 + Duration::from_secs(1)), "rate-limited");
+
+        p.on_pong(addr("198.18.0.20:41641"), t0, t0 + Duration::from_millis(2));
+        let t1 = t0 + Duration::from_millis(2);
+        assert_eq!(p.plan(t1), SendPlan { direct: Some(addr("198.18.0.20:41641")), derp: false });
+        assert!(!p.call_me_maybe_due(t1));
+
+        // Only heartbeats to the chosen address while trusted.
+        due.clear();
+        p.pings_due(t1 + HEARTBEAT, &mut due);
+        assert_eq!(due, vec![addr("198.18.0.20:41641")]);
+
+        // No pong for the heartbeat: trust lapses and DERP carries a copy again.
+        let t2 = t1 + TRUST_DIRECT;
+        assert_eq!(p.plan(t2), SendPlan { direct: Some(addr("198.18.0.20:41641")), derp: true });
+    }
+
+    #[test]
+    fn a_faster_address_wins_and_a_slower_one_does_not() {
+        let t0 = Instant::now();
+        let mut p = PeerPaths::default();
+        p.on_pong(addr("203.0.113.5:1"), t0, t0 + Duration::from_millis(20));
+        p.on_pong(addr("192.0.2.5:1"), t0, t0 + Duration::from_millis(30));
+        assert_eq!(p.best.unwrap().addr, addr("203.0.113.5:1"));
+        p.on_pong(addr("192.0.2.5:1"), t0 + Duration::from_millis(30), t0 + Duration::from_millis(31));
+        assert_eq!(p.best.unwrap().addr, addr("192.0.2.5:1"));
+    }
+
+    #[test]
+    fn learned_candidates_are_bounded_and_unique() {
+        let mut p = PeerPaths::default();
+        for i in 0..40u16 {
+            p.learn(SocketAddr::from(([192, 0, 2, 1], i)));
+            p.learn(SocketAddr::from(([192, 0, 2, 1], i)));
+        }
+        let mut due = Vec::new();
+        p.pings_due(Instant::now(), &mut due);
+        assert_eq!(due.len(), MAX_CANDIDATES);
+    }
+}
