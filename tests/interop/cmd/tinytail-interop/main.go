@@ -38,6 +38,8 @@ func main() {
 		runNoiseVector(os.Args[2:])
 	case "stun-vector":
 		runSTUNVector(os.Args[2:])
+	case "box-vectors":
+		runBoxVectors(os.Args[2:])
 	default:
 		usage()
 	}
