@@ -67,7 +67,7 @@ pub enum Command {
 /// One answered disco ping.
 #[derive(Debug, Clone)]
 pub struct PingResult {
-    /// `DERP(<region>)` or the peer's `ip:port`, as `tailscale ping` prints it.
+    /// `DERP(<region code>)` or the peer's `ip:port`, as `tailscale ping` prints it.
     pub via: String,
     pub latency: Duration,
 }
@@ -630,7 +630,7 @@ impl Engine {
                         }
                         addr.to_string()
                     }
-                    PingTarget::Derp(region) => format!("DERP({region})"),
+                    PingTarget::Derp(region) => format!("DERP({})", self.region_code(region)),
                 };
                 if let Some(cli) = pending.cli {
                     let _ = cli.send(PingResult { via, latency: now.duration_since(pending.sent) });
@@ -707,6 +707,13 @@ impl Engine {
                 PingTarget::Derp(region),
             );
         }
+    }
+
+    /// A region's code (as `tailscale ping` names DERP paths), or its number.
+    fn region_code(&self, region: u32) -> String {
+        let config = self.config.as_ref();
+        let code = config.and_then(|c| c.derp_regions.iter().find(|r| r.region_id == region));
+        code.map_or_else(|| region.to_string(), |r| r.region_code.clone())
     }
 
     fn peer_region(&self, peer: PeerIndex) -> u32 {

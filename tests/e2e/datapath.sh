@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# End-to-end proof of issue #6 (forward real traffic): tinytail as the subnet router in the netns
+# rig, a real tailscaled client, Headscale with its embedded DERP (over TLS, private CA), a LAN
+# host behind the router and an "internet" host beyond its WAN side. Each check prints what it
+# verified; the first failure stops the run with a non-zero exit.
+#
+#   tests/e2e/datapath.sh           (root; builds tinytail in debug unless TINYTAIL_BIN is set)
+#
+# Checks, in order (numbers are the issue's proofs; 6 and 7 are Rust tests: core/tests/rekey.rs
+# and core/tests/alloc_per_packet.rs):
+#   1  DERP only: UDP between client and router dropped by nft in the WAN namespace (a bridge
+#      rule); the client pings the router's 100.x, `tailscale ping` says DERP, `tinytail ping`
+#      reaches the client via DERP(rig)
+#   2  direct: UDP allowed again, the path turns direct within 10 s (both pings show ip:port);
+#      UDP blocked under a running TCP transfer: it falls back to DERP, the transfer completes;
+#      the longest gap in a 10/s ping stream is printed
+#   3  subnet routing: HTTP GET and 5 s of iperf3 to the LAN host; the LAN host sees the router's
+#      LAN address with SNAT, the client's 100.x with --snat-subnet-routes=false
+#   5  exit node: approved 0.0.0.0/0, the client reaches the "internet" host through the router
+#   4  packet filter: a Headscale ACL letting the client reach only port 80 on the LAN host:
+#      port 80 works, port 22 is dropped and counted in tinytail's status
+#   then: `tinytail down` removes our routes, addresses and SNAT table; the agent's SIGTERM too
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
+export RIG
+
+TT="$(source "$here/../rig/rig.sh"; rig_tinytail_bin datapath)"
+
+pass() { printf 'datapath: ok  %s\n' "$*"; }
+
+(
+  source "$here/../rig/rig.sh"
+  source "$here/control-join.sh"
+  rig_up
+  policy="$RIG_DIR/policy.json"
+  echo '{"acls":[{"action":"accept","src":["*"],"dst":["*:*"]}]}' >"$policy"
+  export RIG_HS_POLICY="$policy"
+  rig_headscale_start
+  HS_PID="$RIG_LAST_PID"
+
+  block_udp() {
+    rig_exec wan nft -f - <<'EOF'
+table bridge ttblock {
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    ip saddr 198.18.0.20 ip daddr 198.18.0.2 meta l4proto udp drop
+    ip saddr 198.18.0.2 ip daddr 198.18.0.20 meta l4proto udp drop
+  }
+}
+EOF
+  }
+  unblock_udp() { rig_exec wan nft delete table bridge ttblock; }
+  tt_status() { control_tt status --json; }
+  peer_path() { tt_status | jq -r '.Peer[] | select(.HostName == "client") | .CurAddr'; }
+
+  # --- setup: UDP blocked from the start, so the first contact can only be DERP -------------
+  block_udp
+  rig_tailscaled_start cli client
+  rig_ts client up --login-server="$HS_URL" --auth-key="$(rig_authkey)" --hostname=client \
+    --accept-routes --timeout=60s >/dev/null
+  control_join "$TT" router >/dev/null
+  TT_PID="$RIG_LAST_PID"
+  rtr_ip="$(control_tt ip -4)"
+  cli_ip="$(rig_ts client ip -4)"
+  rig_wait_for 20 "client sees the router's route" bash -c \
+    "'$RIG_PEERS/tailscale' --socket='$RIG_DIR/client/tailscaled.sock' status --json |
+     jq -e '[.Peer[] | select(.HostName == \"router\") | .PrimaryRoutes[]?] | index(\"192.0.2.0/24\")'" \
+    >/dev/null || rig_fail "the client never got the approved route"
+  tt_status | jq -e '.Datapath.DERPConnected["999"] == true' >/dev/null ||
+    rig_fail "tinytail is not connected to DERP 999"
+
+  # --- 1: DERP only ---------------------------------------------------------------------------
+  rig_exec cli ping -c 3 -W 5 "$rtr_ip" >/dev/null || rig_fail "1: client cannot ping $rtr_ip over DERP"
+  out="$(rig_ts client ping -c 1 --until-direct=false router 2>&1)" || rig_fail "1: tailscale ping: $out"
+  grep -q "via DERP(" <<<"$out" || rig_fail "1: tailscale ping did not report DERP: $out"
+  pass "1: client pings $rtr_ip with UDP blocked; tailscale ping: $out"
+  out="$(control_tt ping -c 1 --until-direct=false client)" || rig_fail "1: tinytail ping: $out"
+  grep -q "via DERP(rig)" <<<"$out" || rig_fail "1: tinytail ping did not report DERP: $out"
+  rig_exec rtr ping -c 2 -W 5 "$cli_ip" >/dev/null || rig_fail "1: router cannot ping $cli_ip over DERP"
+  pass "1: tinytail pings the client: $out; ICMP $rtr_ip -> $cli_ip too"
+
+  # --- 2: direct, then back to DERP under a running transfer -----------------------------------
+  unblock_udp
+  start=$(date +%s.%N)
+  rig_wait_for 10 "direct path" bash -c \
+    "'$RIG_PEERS/tailscale' --socket='$RIG_DIR/client/tailscaled.sock' ping -c 1 --until-direct=false router |
+     grep -q 'via 198.18.0.2:41641'" || rig_fail "2: the client's path did not turn direct within 10 s"
+  took=$(echo "$(date +%s.%N) - $start" | bc)
+  # As `tailscale ping`: pings until one comes back directly (at most 10).
+  out="$(control_tt ping client)" || rig_fail "2: tinytail ping never went direct: $out"
+  out="$(tail -n1 <<<"$out")"
+  grep -q "via 198.18.0.20:41641" <<<"$out" || rig_fail "2: tinytail ping: $out"
+  pass "2: direct within ${took%.*} s: tailscale ping via 198.18.0.2:41641; tinytail: $out"
+
+  rig_exec lan sh -c "head -c 30000000 /dev/urandom >'$RIG_DIR/blob'"
+  sum="$(sha256sum <"$RIG_DIR/blob" | cut -d' ' -f1)"
+  rig_bg lan web80 python3 -m http.server 80 --bind 192.0.2.10 --directory "$RIG_DIR"
+  rig_wait_for 10 "LAN web server" rig_exec rtr curl -sf -o /dev/null http://192.0.2.10/ ||
+    rig_fail "LAN web server did not start"
+  rig_bg cli pingstream ping -D -i 0.1 -W 1 192.0.2.10
+  ping_pid="$RIG_LAST_PID"
+  ping_log="$RIG_DIR/pingstream.log"
+  # 30 MB at 2 MB/s: about 15 s, with UDP blocked from second 4 on.
+  rig_bg cli transfer curl -sf --limit-rate 2M -o "$RIG_DIR/blob.got" http://192.0.2.10/blob
+  transfer_pid="$RIG_LAST_PID"
+  sleep 4
+  block_udp
+  blocked_at=$(date +%s.%N)
+  rig_wait_for 15 "tinytail back on DERP" bash -c "[[ -z \"\$('$TT' status --json --socket '$TT_SOCK' |
+     jq -r '.Peer[] | select(.HostName == \"client\") | .CurAddr')\" ]]" || rig_fail "2: tinytail kept the dead path"
+  tt_back=$(echo "$(date +%s.%N) - $blocked_at" | bc)
+  wait "$transfer_pid" || rig_fail "2: the transfer failed after UDP was blocked"
+  [[ "$(sha256sum <"$RIG_DIR/blob.got" | cut -d' ' -f1)" == "$sum" ]] || rig_fail "2: transfer corrupted"
+  kill "$ping_pid" 2>/dev/null || true
+  # The longest run of missing sequence numbers in the 10/s stream is the outage.
+  gap="$(grep -o 'icmp_seq=[0-9]*' "$ping_log" | cut -d= -f2 |
+    awk 'NR>1 && $1-prev>max {max=$1-prev} {prev=$1} END {printf "%.1f", (max>0?max-1:0)/10}')"
+  out="$(rig_ts client ping -c 1 --until-direct=false router 2>&1)" || true
+  grep -q "via DERP(" <<<"$out" || rig_fail "2: client not on DERP after the block: $out"
+  pass "2: UDP blocked mid-transfer: tinytail dropped the direct path after ${tt_back%.*} s" \
+    "(trust lapses 6.5 s after the last pong, tailscaled's value); longest gap in 10/s pings ${gap} s;" \
+    "30 MB transfer completed intact; client now: $out"
+  unblock_udp
+
+  # --- 3: subnet routing, SNAT on and off ------------------------------------------------------
+  web_log="$RIG_DIR/web80.log"
+  # last_get_from LOG: the client address of the newest "GET /" in an http.server log.
+  last_get_from() { grep -a '"GET / ' "$1" | tail -n1 | cut -d' ' -f1; }
+  gets() { grep -ac '"GET / ' "$1" || true; }
+  more_gets() { (($(gets "$1") > $2)); }
+  n="$(gets "$web_log")"
+  rig_exec cli curl -sf -o /dev/null http://192.0.2.10/ || rig_fail "3: HTTP GET through the router failed"
+  rig_wait_for 5 "web log" more_gets "$web_log" "$n" || rig_fail "3: web server saw no request"
+  seen="$(last_get_from "$web_log")"
+  [[ "$seen" == 192.0.2.1 ]] || rig_fail "3: with SNAT the LAN host saw $seen, want 192.0.2.1"
+  pass "3: HTTP GET from the client to 192.0.2.10 through tinytail; LAN host saw $seen (SNAT)"
+  rig_bg lan iperf3s iperf3 -s -B 192.0.2.10
+  rig_wait_for 10 "iperf3 server" bash -c "ip netns exec '$(rig_ns lan)' ss -ltn | grep -q ':5201'"
+  mbps="$(rig_exec cli iperf3 -c 192.0.2.10 -t 5 -J | jq '.end.sum_received.bits_per_second / 1e6 | floor')"
+  ((mbps > 0)) || rig_fail "3: iperf3 moved nothing"
+  pass "3: iperf3 5 s through tinytail: $mbps Mbit/s (debug build; not a benchmark, see bench/)"
+  control_tt up --snat-subnet-routes=false >/dev/null || rig_fail "3: up --snat-subnet-routes=false"
+  snat_table() { ip netns exec "$(rig_ns rtr)" nft list table inet tinytail 2>/dev/null | grep -q masquerade; }
+  rig_wait_for 5 "SNAT table gone" bash -c "! ip netns exec '$(rig_ns rtr)' nft list table inet tinytail" ||
+    rig_fail "3: SNAT table still there"
+  n="$(gets "$web_log")"
+  rig_exec cli curl -sf -o /dev/null http://192.0.2.10/ || rig_fail "3: HTTP GET without SNAT failed"
+  rig_wait_for 5 "web log" more_gets "$web_log" "$n" || rig_fail "3: web server saw no request"
+  seen="$(last_get_from "$web_log")"
+  [[ "$seen" == "$cli_ip" ]] || rig_fail "3: without SNAT the LAN host saw $seen, want $cli_ip"
+  pass "3: --snat-subnet-routes=false: LAN host saw the client's own $seen"
+  control_tt up --snat-subnet-routes=true >/dev/null
+  rig_wait_for 5 "SNAT back" snat_table || rig_fail "3: SNAT not back"
+
+  # --- 5: exit node -------------------------------------------------------------------------
+  rig_exec cli curl -sf --max-time 3 http://203.0.113.10/ >/dev/null 2>&1 &&
+    rig_fail "5: the client reaches the internet host without an exit node"
+  control_tt up --advertise-exit-node >/dev/null || rig_fail "5: up --advertise-exit-node"
+  id="$(rig_hs nodes list -o json | jq -r '.[] | select(.given_name == "router") | .id')"
+  rig_hs nodes approve-routes --identifier "$id" --routes 192.0.2.0/24,0.0.0.0/0,::/0 >/dev/null
+  rig_bg net web203 python3 -m http.server 80 --bind 203.0.113.10 --directory "$RIG_DIR"
+  rig_wait_for 20 "exit node offered" bash -c \
+    "'$RIG_PEERS/tailscale' --socket='$RIG_DIR/client/tailscaled.sock' set --exit-node=router" ||
+    rig_fail "5: the client could not pick the router as exit node"
+  rig_wait_for 20 "internet via exit node" rig_exec cli curl -sf --max-time 3 -o /dev/null http://203.0.113.10/ ||
+    { rig_ts client status; tt_status | jq '.Datapath, .Self.enabledRoutes'; rig_exec cli ip route show table 52
+      rig_fail "5: the client cannot reach 203.0.113.10 through the exit node"; }
+  seen="$(last_get_from "$RIG_DIR/web203.log")"
+  [[ "$seen" == 203.0.113.1 ]] || rig_fail "5: internet host saw $seen, want the router's 203.0.113.1"
+  pass "5: exit node: client reached 203.0.113.10 through tinytail (it saw $seen)"
+  rig_ts client set --exit-node= >/dev/null
+
+  # --- 4: packet filter from a Headscale ACL ---------------------------------------------------
+  rig_bg lan web22 python3 -m http.server 22 --bind 192.0.2.10 --directory "$RIG_DIR"
+  rig_wait_for 10 "port 22 server" rig_exec rtr curl -sf -o /dev/null http://192.0.2.10:22/ ||
+    rig_fail "4: port 22 server did not start"
+  rig_exec cli curl -sf --max-time 5 -o /dev/null http://192.0.2.10:22/ ||
+    rig_fail "4: port 22 unreachable before the ACL"
+  before="$(tt_status | jq '.Datapath.FilterDrops.NoRule')"
+  echo '{"acls":[{"action":"accept","src":["*"],"dst":["192.0.2.10/32:80"]}]}' >"$policy"
+  kill -HUP "$HS_PID"
+  rig_wait_for 20 "restricted filter" bash -c "! ip netns exec '$(rig_ns cli)' \
+    curl -sf --max-time 2 -o /dev/null http://192.0.2.10:22/" || rig_fail "4: port 22 still open after the ACL"
+  rig_exec cli curl -sf --max-time 5 -o /dev/null http://192.0.2.10/ || rig_fail "4: port 80 blocked by the ACL"
+  after="$(tt_status | jq '.Datapath.FilterDrops.NoRule')"
+  ((after > before)) || rig_fail "4: no drop counted ($before -> $after)"
+  pass "4: ACL 192.0.2.10:80 only: port 80 works, port 22 dropped; FilterDrops.NoRule $before -> $after"
+
+  # --- down and exit undo what we added --------------------------------------------------------
+  control_tt down >/dev/null
+  rig_wait_for 5 "routes gone" bash -c "! ip -n '$(rig_ns rtr)' route show | grep -q tailscale0" ||
+    rig_fail "down: routes remain"
+  rig_exec rtr nft list table inet tinytail >/dev/null 2>&1 && rig_fail "down: SNAT table remains"
+  ip -n "$(rig_ns rtr)" link show tailscale0 >/dev/null 2>&1 && rig_fail "down: TUN device remains"
+  pass "down: TUN, routes and SNAT table removed"
+  control_tt up >/dev/null
+  # The ACL still allows only port 80 on the LAN host.
+  rig_wait_for 20 "back up" rig_exec cli curl -sf --max-time 2 -o /dev/null http://192.0.2.10/ ||
+    rig_fail "up again: no traffic"
+  pass "up again: traffic flows"
+  kill -TERM "$TT_PID"
+  rig_wait_for 5 "agent exit" bash -c "! kill -0 $TT_PID 2>/dev/null" || rig_fail "SIGTERM: agent still running"
+  rig_exec rtr nft list table inet tinytail >/dev/null 2>&1 && rig_fail "SIGTERM: SNAT table remains"
+  ip -n "$(rig_ns rtr)" link show tailscale0 >/dev/null 2>&1 && rig_fail "SIGTERM: TUN device remains"
+  pass "SIGTERM: the agent exits and leaves no TUN or SNAT table behind"
+)
+
+source "$here/../rig/rig.sh"
+rig_assert_clean "$RIG"
+echo "datapath: teardown left nothing of $RIG"
+echo "datapath: all checks passed"
