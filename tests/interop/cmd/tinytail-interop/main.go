@@ -4,11 +4,13 @@
 //
 // Subcommands:
 //
-//	control  run testcontrol on an address and print its URL
+//	control  run testcontrol on an address and print its URL (-fake-nodes N: N fake peers from
+//	         the start; POST /bench/push and /bench/routes for the benches, see fake_nodes.go)
 //	version  print the pinned tailscale.com version this was built with
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"net"
@@ -46,7 +48,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: tinytail-interop control [-listen ADDR] | version")
+	fmt.Fprintln(os.Stderr, "usage: tinytail-interop control [-listen ADDR] [-fake-nodes N] [-tls-cert F -tls-key F [-derp-host NAME]] | version")
 	os.Exit(2)
 }
 
@@ -67,6 +69,10 @@ func moduleVersion(path string) string {
 func runControl(args []string) {
 	fs := flag.NewFlagSet("control", flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	fakeNodes := fs.Int("fake-nodes", 0, "fake peers to add before anyone joins (benchmarks)")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate (PEM; needs -tls-key)")
+	tlsKey := fs.String("tls-key", "", "the certificate's private key (PEM)")
+	derpHost := fs.String("derp-host", "", "with -tls-cert: serve DERP and STUN as region 999 under this name")
 	fs.Parse(args)
 
 	ln, err := net.Listen("tcp", *listen)
@@ -75,8 +81,23 @@ func runControl(args []string) {
 		os.Exit(1)
 	}
 	ctl := &testcontrol.Server{}
-	fmt.Printf("control listening on http://%s\n", ln.Addr())
-	go http.Serve(ln, ctl)
+	addStartFakeNodes(ctl, *fakeNodes)
+	mux := http.NewServeMux()
+	mux.Handle("/", ctl)
+	mux.Handle("POST /bench/push", &pusher{ctl: ctl})
+	mux.Handle("POST /bench/routes", serveRoutes(ctl))
+	if *tlsCert != "" {
+		if *derpHost != "" {
+			serveDERP(ctl, mux, *derpHost, ln.Addr().(*net.TCPAddr).IP.String())
+		}
+		fmt.Printf("control listening on https://%s\n", ln.Addr())
+		// HTTP/1.1 only: both Noise and DERP start with an HTTP Upgrade.
+		srv := &http.Server{Handler: mux, TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
+		go func() { fmt.Fprintln(os.Stderr, "control:", srv.ServeTLS(ln, *tlsCert, *tlsKey)); os.Exit(1) }()
+	} else {
+		fmt.Printf("control listening on http://%s\n", ln.Addr())
+		go http.Serve(ln, mux)
+	}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

@@ -1,0 +1,146 @@
+# shellcheck shell=bash
+# Shared helpers of the benches that run tinytail and tailscaled side by side in the netns rig
+# (bench/netmap.sh, bench/rss.sh). Source after tests/rig/rig.sh.
+#
+#   bench_header NAME ARGS...   date, machine and the exact command, like the other benches
+#   bench_tinytail_bin          the release tinytail under test ($TINYTAIL_BIN, or a release build)
+#   bench_control_start N       testcontrol with N fake peers on the control host; exports TC_URL,
+#                               BENCH_CONTROL_PID (tinytail-interop control -fake-nodes N)
+#   bench_control_stop          stop it (for a restart with another N)
+#   bench_ts_join NS NAME [FLAGS...]  a tailscaled in NS, `tailscale up` to TC_URL as NAME with
+#                               FLAGS; its pid in BENCH_PID[NAME]
+#   bench_tt_join NS NAME [FLAGS...]  a tinytail in NS, `tinytail up` likewise
+#   bench_has_peers NAME N      true when NAME lists N peers
+#   bench_ip NAME               the client's tailnet IPv4 address
+#   bench_stop NAME             stop that client (TERM, then KILL after 5 s)
+#   bench_peers NAME            peers the client lists now (tailscale/tinytail status --json)
+#   bench_wait_peers NAME N S T0  wait up to S seconds until NAME lists N peers; prints the
+#                               seconds since T0 (a bench_now taken before the change)
+#   bench_push NAME AS ADD      POST /bench/push (fake_nodes.go); prints "PEERS BYTES": the peer
+#                               count NAME will list and the map response's JSON size
+#   bench_routes NAME CIDRS     POST /bench/routes: approve NAME's subnet routes
+#   bench_mem PID               "VmRSS VmHWM" of PID in KiB
+#   bench_stats V...            "min median max" of the numbers given
+#   bench_now                   seconds since the epoch, with nanoseconds
+
+declare -gA BENCH_PID BENCH_KIND BENCH_NS
+
+bench_header() {
+  local name="$1"; shift
+  echo "$name: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "machine: $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -sr)"
+  echo "command: $name${*:+ $*}"
+}
+
+bench_tinytail_bin() {
+  local bin="${TINYTAIL_BIN:-}"
+  if [[ -z "$bin" ]]; then
+    local dir="${CARGO_TARGET_DIR:-$HOME/.cache/tinytail/target/host}"
+    (cd "$RIG_ROOT" && CARGO_TARGET_DIR="$dir" cargo build --release --quiet) >&2
+    bin="$dir/release/tinytail"
+  fi
+  [[ -x "$bin" ]] || { echo "bench: no tinytail binary at $bin" >&2; return 1; }
+  echo "$bin"
+}
+
+bench_control_start() {
+  # HTTPS on 443 with the rig's CA (as Headscale): tailscaled redials control on 443 when the
+  # last dial was under 2 minutes ago, unless the URL is plain HTTP to a private IP, and the rig's
+  # 198.18.0.10 is not one. So both clients speak TLS + Noise to it, as to Headscale.
+  [[ -n "${RIG_CA:-}" ]] || rig_make_ca
+  BENCH_CONTROL_STARTS=$((${BENCH_CONTROL_STARTS:-0} + 1))
+  local log="testcontrol-$BENCH_CONTROL_STARTS"
+  rig_bg ctl "$log" "$(rig_peers)/tinytail-interop" control -listen 198.18.0.10:443 \
+    -tls-cert "$RIG_DIR/pki/control.crt" -tls-key "$RIG_DIR/pki/control.key" \
+    -derp-host "$RIG_CONTROL_HOST" -fake-nodes "$1"
+  BENCH_CONTROL_PID="$RIG_LAST_PID"
+  export TC_URL="https://$RIG_CONTROL_HOST"
+  rig_wait_for 30 "testcontrol /key" rig_exec cli curl -sf --cacert "$RIG_CA" "$TC_URL/key?v=113" ||
+    { tail -n 20 "$RIG_DIR/$log.log" >&2; rig_fail "testcontrol did not start"; }
+}
+
+bench_control_stop() { bench_kill "$BENCH_CONTROL_PID"; }
+
+bench_kill() {
+  kill -TERM "$1" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+bench_ts_join() {
+  local ns="$1" name="$2"
+  rig_tailscaled_start "$ns" "$name"
+  BENCH_PID[$name]="$RIG_LAST_PID"
+  BENCH_KIND[$name]=tailscaled
+  BENCH_NS[$name]="$ns"
+  rig_ts "$name" up --login-server="$TC_URL" --hostname="$name" \
+    --accept-dns=false --netfilter-mode=off --timeout=60s "${@:3}" >/dev/null ||
+    rig_fail "tailscale up ($name) failed: $(tail -n 5 "$RIG_DIR/$name.log")"
+}
+
+bench_tt_join() {
+  local ns="$1" name="$2" dir="$RIG_DIR/$2"
+  mkdir -p "$dir"
+  rig_bg "$ns" "$name" env SSL_CERT_FILE="$RIG_CA" "$TT_BIN" run --state "$dir/state.img" --socket "$dir/tinytail.sock" --web-listen off
+  BENCH_PID[$name]="$RIG_LAST_PID"
+  BENCH_KIND[$name]=tinytail
+  BENCH_NS[$name]="$ns"
+  rig_wait_for 10 "$name's socket" test -S "$dir/tinytail.sock" || rig_fail "tinytail run ($name) did not start"
+  rig_exec "$ns" "$TT_BIN" up --socket "$dir/tinytail.sock" --login-server "$TC_URL" --hostname "$name" \
+    --timeout 60 "${@:3}" >/dev/null || rig_fail "tinytail up ($name) failed: $(tail -n 5 "$RIG_DIR/$name.log")"
+}
+
+bench_stop() { bench_kill "${BENCH_PID[$1]}"; }
+
+bench_status() {
+  local name="$1"
+  case "${BENCH_KIND[$name]}" in
+    tailscaled) rig_ts "$name" status --json ;;
+    tinytail) "$TT_BIN" status --json --socket "$RIG_DIR/$name/tinytail.sock" ;;
+  esac
+}
+
+bench_peers() { bench_status "$1" | jq '.Peer // {} | length'; }
+
+bench_has_peers() { [[ "$(bench_peers "$1")" == "$2" ]]; }
+
+bench_ip() {
+  case "${BENCH_KIND[$1]}" in
+    tailscaled) rig_ts "$1" ip -4 ;;
+    tinytail) "$TT_BIN" ip -4 --socket "$RIG_DIR/$1/tinytail.sock" ;;
+  esac
+}
+
+# bench_wait_peers NAME N SECONDS T0: polls as fast as the status command allows (no sleep), so
+# the figure is the apply time plus at most one status call; prints seconds since T0 or fails.
+bench_wait_peers() {
+  local name="$1" want="$2" t0="$4" now deadline
+  deadline="$(echo "$t0 + $3" | bc)"
+  while true; do
+    [[ "$(bench_peers "$name" 2>/dev/null)" == "$want" ]] && break
+    now="$(bench_now)"
+    (($(echo "$now > $deadline" | bc))) && { echo "bench: $name did not list $want peers in $3 s (has $(bench_peers "$name"))" >&2; return 1; }
+  done
+  echo "$(bench_now) - $t0" | bc
+}
+
+bench_push() {
+  rig_exec cli curl -sf --cacert "$RIG_CA" -X POST "$TC_URL/bench/push?node=$1&as=$2&add=${3:-0}" | jq -r '"\(.peers) \(.bytes)"'
+}
+
+bench_routes() {
+  rig_exec cli curl -sf --cacert "$RIG_CA" -X POST "$TC_URL/bench/routes?node=$1&routes=$2" >/dev/null
+}
+
+bench_mem() {
+  awk '/^VmRSS:/{r=$2} /^VmHWM:/{h=$2} END{print r, h}' "/proc/$1/status"
+}
+
+bench_stats() {
+  printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{
+    m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2
+    print v[1], m, v[NR]}'
+}
+
+bench_now() { date +%s.%N; }
