@@ -39,6 +39,7 @@ commands:
   ip          show this node's tailnet addresses (-4 or -6 for one family)
   ping        ping a peer with disco and show the path (DERP or ip:port)
                 -c N (default 10)  --until-direct=BOOL (default true)  --timeout SECONDS (default 5)
+  netcheck    check UDP and STUN through our socket and measure each DERP region (--format json)
   logout      log out and forget this node's key
   version     print the version, the board and the target it was built for
   board       print the board configuration compiled into this binary
@@ -76,6 +77,7 @@ pub fn run(args: &[String], board: &Board, build: &Build) -> ExitCode {
         Some("status") => cmd_status(rest),
         Some("ip") => cmd_ip(rest),
         Some("ping") => cmd_ping(rest),
+        Some("netcheck") => cmd_netcheck(rest),
         Some("store") => return crate::store_cmd::run(rest, board),
         Some("web") => cmd_web(rest),
         None | Some("help" | "--help" | "-h") => {
@@ -374,6 +376,24 @@ fn cmd_ping(args: &[String]) -> Result<(), Failure> {
         return Err(Failure::Failed("direct connection not established".into()));
     }
     Ok(())
+}
+
+fn cmd_netcheck(args: &[String]) -> Result<(), Failure> {
+    let flags = Flags::parse(args, &[SOCKET_FLAG, ("format", Kind::Value)])?;
+    match call(&flags.socket(), &Request::Netcheck, |_| {})? {
+        Reply::Ok { message, data } => {
+            match flags.get("format") {
+                Some("json") => println!("{data}"),
+                None | Some("") => println!("{message}"),
+                Some(other) => {
+                    return Err(Failure::Usage(format!("unknown --format \"{other}\"; want json")))
+                }
+            }
+            Ok(())
+        }
+        Reply::Error(e) => Err(Failure::Failed(e)),
+        Reply::AuthUrl(_) => Err(Failure::Failed("unexpected reply".into())),
+    }
 }
 
 fn fetch_status(socket: &std::path::Path) -> Result<serde_json::Value, Failure> {

@@ -257,6 +257,7 @@ async fn supervise_datapath(
                         *agent.engine_commands.lock().unwrap_or_else(|p| p.into_inner()) =
                             Some(handle.commands.clone());
                         tokio::spawn(forward_endpoints(agent.clone(), handle.endpoints.clone()));
+                        tokio::spawn(follow_netcheck(agent.clone(), handle.netcheck.clone()));
                         running = Some((handle, configs));
                     }
                     Err(e) => log(&format!("datapath: {e}")),
@@ -282,6 +283,25 @@ async fn supervise_datapath(
                 }
                 return;
             }
+        }
+    }
+}
+
+/// Netcheck's nearest region becomes our home DERP (told to control with the next update).
+async fn follow_netcheck(agent: Agent, mut reports: watch::Receiver<Option<magicsock::netcheck::Report>>) {
+    while reports.changed().await.is_ok() {
+        let nearest = reports.borrow_and_update().as_ref().and_then(|r| r.nearest);
+        let Some(nearest) = nearest else { continue };
+        let changed = {
+            let mut s = agent.lock();
+            let changed = s.preferred_derp != nearest;
+            s.preferred_derp = nearest;
+            changed
+        };
+        if changed {
+            log(&format!("netcheck: nearest DERP region {nearest} is home"));
+            agent.endpoints_changed.notify_one();
+            agent.notify();
         }
     }
 }
@@ -360,6 +380,7 @@ pub(crate) async fn handle_request(
             Reply::Ok { message: agent.web.issue_setup_code(), data: serde_json::Value::Null }
         }
         Request::Ping { target, timeout_ms } => ping(agent, &target, Duration::from_millis(timeout_ms)).await,
+        Request::Netcheck => netcheck(agent).await,
     }
 }
 
@@ -399,6 +420,53 @@ async fn ping(agent: &Agent, target: &str, timeout: Duration) -> Reply {
         }
         _ => Reply::Error("timeout waiting for ping reply".into()),
     }
+}
+
+/// `tinytail netcheck`: a fresh STUN round through the datapath's socket, as `tailscale netcheck`
+/// reports it.
+async fn netcheck(agent: &Agent) -> Reply {
+    let commands = agent.engine_commands.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let Some(commands) = commands else {
+        return Reply::Error("the datapath is not running (is the node up?)".into());
+    };
+    let (tx, rx) = oneshot::channel();
+    if commands.send(magicsock::Command::Netcheck(tx)).await.is_err() {
+        return Reply::Error("the datapath stopped".into());
+    }
+    let timeout = magicsock::netcheck::PROBE_TIMEOUT + Duration::from_secs(2);
+    let Ok(Ok(report)) = tokio::time::timeout(timeout, rx).await else {
+        return Reply::Error("netcheck did not finish".into());
+    };
+    let mut text = String::from("\nReport:\n");
+    text.push_str(&format!("\t* UDP: {}\n", report.udp));
+    match report.global_v4 {
+        Some(addr) => text.push_str(&format!("\t* IPv4: yes, {addr}\n")),
+        None => text.push_str("\t* IPv4: (no addr found)\n"),
+    }
+    text.push_str("\t* IPv6: no (tinytail's socket is IPv4 only)\n");
+    let nearest = report.nearest.and_then(|r| report.latency.get(&r)).map(|(_, name, _)| name.as_str());
+    text.push_str(&format!(
+        "\t* Nearest DERP: {}\n",
+        nearest.unwrap_or("unknown (no response to latency probes)")
+    ));
+    text.push_str("\t* DERP latency:\n");
+    let mut by_latency: Vec<_> = report.latency.iter().collect();
+    by_latency.sort_by_key(|(_, (_, _, d))| *d);
+    for (_, (code, name, latency)) in by_latency {
+        text.push_str(&format!("\t\t- {code}: {:.1}ms ({name})\n", latency.as_secs_f64() * 1000.0));
+    }
+    for region in &report.unanswered {
+        text.push_str(&format!("\t\t- {region}: no answer\n"));
+    }
+    let data = serde_json::json!({
+        "UDP": report.udp,
+        "GlobalV4": report.global_v4.map(|a| a.to_string()),
+        "PreferredDERP": report.nearest,
+        "RegionLatency": report.latency.iter()
+            .map(|(r, (_, _, d))| (r.to_string(), serde_json::json!(d.as_secs_f64())))
+            .collect::<serde_json::Map<_, _>>(),
+    });
+    Reply::Ok { message: text.trim_end().to_string(), data }
 }
 
 fn peer_matches(peer: &crate::netmap::Node, target: &str) -> bool {
@@ -794,8 +862,12 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
             resp = stream.next() => Some(resp?),
             () = refresh_due => None,
             () = agent.endpoints_changed.notified() => {
-                endpoints = endpoint_strings(&agent.lock());
-                let hostinfo = hostinfo_now.clone();
+                // Endpoints or the home DERP changed: tell control both.
+                let hostinfo = {
+                    let s = agent.lock();
+                    endpoints = endpoint_strings(&s);
+                    hostinfo(&s.state.prefs, &s.version, s.preferred_derp)
+                };
                 let (session, endpoints) = (session.clone(), endpoints.clone());
                 tokio::spawn(async move {
                     let req = map_request(node_public, disco, &hostinfo, &endpoints, false);
@@ -852,9 +924,9 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
             s.backend = if expired { Backend::NeedsLogin } else { Backend::Running };
             s.control = ControlHealth { connected: true, down_since: None, last_error: None };
             s.state.node_id = s.netmap.self_node.as_ref().map(|n| n.id);
-            // Home DERP: the lowest region until magicsock measures latency (partial, see README).
+            // Home DERP: the lowest region until netcheck has measured the nearest.
             let derp = s.netmap.derp_regions.keys().next().copied().unwrap_or(0);
-            if derp != 0 && derp != s.preferred_derp {
+            if derp != 0 && s.preferred_derp == 0 {
                 s.preferred_derp = derp;
                 Some(hostinfo(&s.state.prefs, &s.version, derp))
             } else {

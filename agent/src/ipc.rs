@@ -24,6 +24,8 @@ pub enum Request {
         target: String,
         timeout_ms: u64,
     },
+    /// `tinytail netcheck`: UDP, our address as STUN sees it, DERP region latencies.
+    Netcheck,
 }
 
 /// `tinytail up`'s flags; `None` = not given = keep the current pref.

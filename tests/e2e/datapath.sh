@@ -19,6 +19,7 @@
 #   5  exit node: approved 0.0.0.0/0, the client reaches the "internet" host through the router
 #   4  packet filter: a Headscale ACL letting the client reach only port 80 on the LAN host:
 #      port 80 works, port 22 is dropped and counted in tinytail's status
+#   also: `tinytail netcheck` sees UDP, our address via STUN and DERP 999's latency
 #   then: `tinytail down` removes our routes, addresses and SNAT table; the agent's SIGTERM too
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -79,6 +80,13 @@ EOF
   grep -q "via DERP(rig)" <<<"$out" || rig_fail "1: tinytail ping did not report DERP: $out"
   rig_exec rtr ping -c 2 -W 5 "$cli_ip" >/dev/null || rig_fail "1: router cannot ping $cli_ip over DERP"
   pass "1: tinytail pings the client: $out; ICMP $rtr_ip -> $cli_ip too"
+
+  # --- netcheck: STUN to Headscale's embedded server through our socket ------------------------
+  out="$(control_tt netcheck)" || rig_fail "netcheck: $out"
+  grep -q "UDP: true" <<<"$out" && grep -q "IPv4: yes, 198.18.0.2:41641" <<<"$out" &&
+    grep -Eq -- "- rig: [0-9.]+ms" <<<"$out" || rig_fail "netcheck: $out"
+  tt_status | jq -e '.PreferredDERP == 999' >/dev/null || rig_fail "netcheck: home DERP not 999"
+  pass "netcheck: $(tr '\n\t' '  ' <<<"$out" | tr -s ' ')"
 
   # --- 2: direct, then back to DERP under a running transfer -----------------------------------
   unblock_udp

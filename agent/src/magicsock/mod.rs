@@ -10,6 +10,7 @@
 //! the engine stops (`down`, logout, SIGTERM).
 
 pub mod derp;
+pub mod netcheck;
 pub mod paths;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +22,7 @@ use tinytail_core::disco::{self, DiscoBox, Envelope, Message};
 use tinytail_core::filter::DropCounters;
 use tinytail_core::key::{DiscoPublic, NodePublic};
 use tinytail_core::route::PeerIndex;
+use tinytail_core::stun;
 use tinytail_core::wg::{Datapath, DatapathError, Output, Refusal, BUFFER_SIZE};
 use tinytail_hal::net::linux::{self as linux_net, LinuxNet, Tun};
 use tinytail_hal::net::{NetControl, TUN_MTU};
@@ -30,6 +32,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use self::derp::{DerpEvent, DerpLink, Identity};
+use self::netcheck::{Netcheck, Report};
 use self::paths::PeerPaths;
 use crate::daemon::log;
 use crate::prefix::Prefix;
@@ -60,7 +63,12 @@ pub struct Options {
 
 /// Requests from the CLI (through the daemon).
 pub enum Command {
-    Ping { peer: NodePublic, reply: oneshot::Sender<PingResult> },
+    Ping {
+        peer: NodePublic,
+        reply: oneshot::Sender<PingResult>,
+    },
+    /// A fresh netcheck round; answered when it ends.
+    Netcheck(oneshot::Sender<Report>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -112,6 +120,8 @@ pub struct Handle {
     pub status: Arc<Mutex<EngineStatus>>,
     /// Our endpoints, for MapRequest.Endpoints.
     pub endpoints: watch::Receiver<Vec<SocketAddr>>,
+    /// The latest netcheck report (its nearest region becomes our home DERP).
+    pub netcheck: watch::Receiver<Option<Report>>,
 }
 
 impl Handle {
@@ -146,6 +156,7 @@ pub fn start(opts: Options, configs: watch::Receiver<Option<Arc<Config>>>) -> Re
     let (commands, command_rx) = mpsc::channel(16);
     let (derp_tx, derp_rx) = mpsc::channel(1024);
     let (endpoints_tx, endpoints) = watch::channel(Vec::new());
+    let (netcheck_tx, netcheck) = watch::channel(None);
     let status =
         Arc::new(Mutex::new(EngineStatus { tun: opts.tun_name.clone(), port, ..Default::default() }));
     let engine = Engine {
@@ -173,11 +184,14 @@ pub fn start(opts: Options, configs: watch::Receiver<Option<Arc<Config>>>) -> Re
         endpoints: Vec::new(),
         endpoints_tx,
         endpoints_read: None,
+        netcheck: Netcheck::default(),
+        netcheck_waiters: Vec::new(),
+        netcheck_tx,
         drops: Drops::default(),
         status: Arc::clone(&status),
     };
     tokio::spawn(engine.run(command_rx, derp_rx, configs));
-    Ok(Handle { commands, status, endpoints })
+    Ok(Handle { commands, status, endpoints, netcheck })
 }
 
 /// Brings the link up before any address goes on it.
@@ -243,6 +257,9 @@ struct Engine {
     endpoints: Vec<SocketAddr>,
     endpoints_tx: watch::Sender<Vec<SocketAddr>>,
     endpoints_read: Option<Instant>,
+    netcheck: Netcheck,
+    netcheck_waiters: Vec<oneshot::Sender<Report>>,
+    netcheck_tx: watch::Sender<Option<Report>>,
     drops: Drops,
     status: Arc<Mutex<EngineStatus>>,
 }
@@ -265,6 +282,12 @@ impl Engine {
                 command = commands.recv() => match command {
                     Some(Command::Stop(done)) => break Some(done),
                     Some(Command::Ping { peer, reply }) => self.cli_ping(peer, reply),
+                    Some(Command::Netcheck(reply)) => {
+                        self.netcheck_waiters.push(reply);
+                        if !self.netcheck.running() {
+                            self.start_netcheck(Instant::now());
+                        }
+                    }
                     None => break None,
                 },
                 changed = configs.changed() => {
@@ -455,6 +478,10 @@ impl Engine {
 
     /// A datagram on the UDP socket (in `self.rx[..len]`).
     fn on_udp(&mut self, len: usize, from: SocketAddr) {
+        if stun::is_stun(&self.rx[..len]) {
+            self.netcheck.on_response(&self.rx[..len], Instant::now());
+            return;
+        }
         if disco::looks_like_disco(&self.rx[..len]) {
             let datagram = self.rx[..len].to_vec(); // disco is rare; keeps the borrow simple
             self.on_disco(&datagram, Source::Udp(from));
@@ -762,7 +789,37 @@ impl Engine {
             }
         }
         self.pending.retain(|_, p| now.duration_since(p.sent) < PING_TIMEOUT);
+        if self.netcheck.due(now) {
+            self.start_netcheck(now);
+        }
+        if let Some(report) = self.netcheck.finish(now) {
+            self.on_netcheck(report);
+        }
         self.publish_status(now);
+    }
+
+    fn start_netcheck(&mut self, now: Instant) {
+        let Some(config) = self.config.as_ref() else { return };
+        for (to, request) in self.netcheck.start(now, &config.derp_regions) {
+            let _ = self.udp.try_send_to(&request, to);
+        }
+    }
+
+    fn on_netcheck(&mut self, report: Report) {
+        if let Some(global) = report.global_v4 {
+            if !self.endpoints.contains(&global) {
+                self.refresh_endpoints();
+            }
+        }
+        for waiter in self.netcheck_waiters.drain(..) {
+            let _ = waiter.send(report.clone());
+        }
+        self.netcheck_tx.send_if_modified(|last| {
+            let changed =
+                last.as_ref().map(|l| (l.nearest, l.global_v4)) != Some((report.nearest, report.global_v4));
+            *last = Some(report);
+            changed
+        });
     }
 
     fn refresh_endpoints(&mut self) {
@@ -779,7 +836,10 @@ impl Engine {
             .filter(|a| a.is_ipv4() && !tailnet.contains(*a))
             .map(|a| SocketAddr::new(a, self.port))
             .collect();
+        // What STUN saw: our address beyond a NAT.
+        endpoints.extend(self.netcheck.last().and_then(|r| r.global_v4));
         endpoints.sort();
+        endpoints.dedup();
         if endpoints != self.endpoints {
             self.endpoints.clone_from(&endpoints);
             let _ = self.endpoints_tx.send(endpoints);
