@@ -109,6 +109,14 @@ fn datapath_json(e: &magicsock::EngineStatus) -> Value {
             "WireGuard": e.drops.wireguard,
             "QueueFull": e.drops.queue_full,
         },
+        "Netcheck": e.netcheck.as_ref().map(|r| json!({
+            "UDP": r.udp,
+            "GlobalV4": r.global_v4.map(|a| a.to_string()),
+            "PreferredDERP": r.nearest,
+            "RegionLatencyMs": r.latency.iter()
+                .map(|(id, (_, _, d))| (id.to_string(), json!(d.as_secs_f64() * 1000.0)))
+                .collect::<Map<_, _>>(),
+        })),
     })
 }
 

@@ -49,6 +49,8 @@ const TICK: Duration = Duration::from_millis(250);
 const ENDPOINT_REFRESH: Duration = Duration::from_secs(30);
 /// Unanswered pings are forgotten after this long (`pingTimeoutDuration`).
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Status (for `tinytail status` and the web page) is refreshed this often.
+const STATUS_REFRESH: Duration = Duration::from_secs(1);
 /// TUN packets handled per wake-up before the other sources get a turn.
 const TUN_BURST: usize = 64;
 
@@ -92,6 +94,8 @@ pub struct EngineStatus {
     pub peers: HashMap<NodePublic, PeerStatus>,
     pub filter_drops: DropCounters,
     pub drops: Drops,
+    /// The latest netcheck round.
+    pub netcheck: Option<Report>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -189,6 +193,7 @@ pub fn start(opts: Options, configs: watch::Receiver<Option<Arc<Config>>>) -> Re
         netcheck_tx,
         drops: Drops::default(),
         status: Arc::clone(&status),
+        status_written: None,
     };
     tokio::spawn(engine.run(command_rx, derp_rx, configs));
     Ok(Handle { commands, status, endpoints, netcheck })
@@ -262,6 +267,7 @@ struct Engine {
     netcheck_tx: watch::Sender<Option<Report>>,
     drops: Drops,
     status: Arc<Mutex<EngineStatus>>,
+    status_written: Option<Instant>,
 }
 
 impl Engine {
@@ -795,7 +801,10 @@ impl Engine {
         if let Some(report) = self.netcheck.finish(now) {
             self.on_netcheck(report);
         }
-        self.publish_status(now);
+        if self.status_written.is_none_or(|t| now.duration_since(t) >= STATUS_REFRESH) {
+            self.status_written = Some(now);
+            self.publish_status(now);
+        }
     }
 
     fn start_netcheck(&mut self, now: Instant) {
@@ -873,6 +882,7 @@ impl Engine {
         s.peers = peers;
         s.filter_drops = filter_drops;
         s.drops = self.drops;
+        s.netcheck = self.netcheck.last().cloned();
     }
 }
 
