@@ -19,7 +19,8 @@
 #                   from a wrong Origin or with a stale session are refused; the 6th wrong
 #                   password in a minute is refused (429)
 #   api             /api/v2/device/self with fields default|all|default,all against the seed's
-#                   device shape; routes GET and POST round trip; JSON errors; no token -> 401
+#                   device shape; clientConnectivity has magicsock's endpoints and netcheck's
+#                   latencies; routes GET and POST round trip; JSON errors; no token -> 401
 #   relogin         log out from the page; log in without a key: login URL and QR code shown;
 #                   `headscale auth register` brings the node back online on the page; the
 #                   password is reset with `tinytail web setup-code` (wrong code refused)
@@ -120,13 +121,19 @@ pass() { printf 'web: ok  %s\n' "$*"; }
     "$seed" "$traffic/api-all.json" >/dev/null || rig_fail "fields=all lacks seed keys: $(body all | jq -c keys)"
   jq -e 'has("enabledRoutes") or has("advertisedRoutes") or has("clientConnectivity") | not' \
     "$traffic/api-default.json" >/dev/null || rig_fail "fields=default has the all-only groups"
-  jq -e -s '(.[0] | del(.lastSeen)) == (.[1] | del(.lastSeen))' "$traffic/api-all.json" "$traffic/api-union.json" \
-    >/dev/null || rig_fail "fields=default,all differs from fields=all (lastSeen aside: it is now)"
+  jq -e -s 'map(del(.lastSeen, .clientConnectivity.latency[]?.latencyMs)) | .[0] == .[1]' \
+    "$traffic/api-all.json" "$traffic/api-union.json" >/dev/null ||
+    rig_fail "fields=default,all differs from fields=all (lastSeen and measured latencies aside)"
+  # clientConnectivity from the running datapath: magicsock's endpoints, netcheck's latencies
+  # in the seed's shape (region name -> {latencyMs}, preferred: true on the home region only).
+  jq -e '.clientConnectivity | (.endpoints | length > 0) and .clientSupports.udp == true and
+      (.latency | length > 0 and all(.[]; .latencyMs > 0) and ([.[] | select(.preferred == true)] | length == 1))' \
+    "$traffic/api-all.json" >/dev/null || rig_fail "clientConnectivity: $(body all | jq -c .clientConnectivity)"
   jq -e --argjson id "$node_id" '.id == ($id | tostring) and .authorized == true and
       (.nodeKey | startswith("nodekey:")) and (.machineKey | startswith("mkey:")) and
       (.addresses | length == 2) and .enabledRoutes == ["192.0.2.0/24"] and .advertisedRoutes == ["192.0.2.0/24"]' \
     "$traffic/api-all.json" >/dev/null || rig_fail "device object values: $(body all)"
-  pass "GET /api/v2/device/self: default leaves out the route and connectivity groups; all and default,all have the seed's keys"
+  pass "GET /api/v2/device/self: default leaves out the route and connectivity groups; all and default,all have the seed's keys; clientConnectivity: $(body all | jq -c '.clientConnectivity | {endpoints, latency}')"
   [[ "$(api routes GET /api/v2/device/self/routes)" == 200 ]] || rig_fail "GET routes"
   jq -e '. == {"advertisedRoutes": ["192.0.2.0/24"], "enabledRoutes": ["192.0.2.0/24"]}' \
     "$traffic/api-routes.json" >/dev/null || rig_fail "GET routes: $(body routes)"

@@ -7,13 +7,19 @@
 //! - `POST …/routes` sets the routes this router *advertises* (the hosted API sets the ones
 //!   control *enables*; only the tailnet admin can do that); the reply has both lists.
 //! - `created` is null: the map's `Node.Created` is not kept by the agent yet.
-//! - `clientConnectivity.latency` is `{}`, `mappingVariesByDestIP` and every `clientSupports`
-//!   value null, and `endpoints` what control has for us: the datapath (magicsock, netcheck)
-//!   that measures them is not wired yet. Nothing is made up.
+//! - `clientConnectivity` comes from the running datapath: `endpoints` are magicsock's (what we
+//!   send control), `latency` the last netcheck round keyed by region name as the seed has it
+//!   (`{"New York City": {"latencyMs": 31.3, "preferred": true}}`, `preferred` only on our home
+//!   region), `clientSupports.udp` whether netcheck got a STUN answer. While the datapath is
+//!   stopped (or before the first netcheck round) `latency` is `{}` and `endpoints` what control
+//!   has for us. `mappingVariesByDestIP` and the other `clientSupports` values are null: we do
+//!   not measure them. Nothing is made up.
 //! - `user`, `tags`, `isExternal`, `updateAvailable` are left out (not known to the node).
 
 use serde_json::{json, Value};
 
+use crate::magicsock::netcheck::Report;
+use crate::magicsock::EngineStatus;
 use crate::netmap::Node;
 use crate::prefix::Prefix;
 
@@ -68,6 +74,8 @@ pub struct DeviceSource {
     pub now: String,
     /// Region code of our home DERP, empty if none.
     pub derp: String,
+    /// The datapath's status, `None` while it is not running.
+    pub engine: Option<EngineStatus>,
 }
 
 /// `GET /api/v2/device/self`.
@@ -99,18 +107,45 @@ pub fn device(src: &DeviceSource, fields: Fields) -> Value {
         let routes = routes(src);
         v["advertisedRoutes"] = routes["advertisedRoutes"].clone();
         v["enabledRoutes"] = routes["enabledRoutes"].clone();
+        let engine = src.engine.as_ref();
+        let endpoints: Vec<String> = match engine {
+            Some(e) => e.endpoints.iter().map(ToString::to_string).collect(),
+            None => node.map(|n| n.endpoints.clone()).unwrap_or_default(),
+        };
+        let report = engine.and_then(|e| e.netcheck.as_ref().map(|r| (r, e.home_derp)));
         v["clientConnectivity"] = json!({
-            "endpoints": node.map(|n| n.endpoints.clone()).unwrap_or_default(),
+            "endpoints": endpoints,
             "derp": src.derp,
             "mappingVariesByDestIP": Value::Null,
-            "latency": {},
+            "latency": report.map_or_else(|| json!({}), |(r, home)| latency(r, home)),
             "clientSupports": {
                 "hairPinning": Value::Null, "ipv6": Value::Null, "pcp": Value::Null,
-                "pmp": Value::Null, "udp": Value::Null, "upnp": Value::Null,
+                "pmp": Value::Null, "udp": report.map(|(r, _)| r.udp), "upnp": Value::Null,
             },
         });
     }
     v
+}
+
+/// `clientConnectivity.latency`: region name (its code if the map gives no name) ->
+/// `{"latencyMs": …}`, with `"preferred": true` on the home region (netcheck's nearest until
+/// the engine has a home).
+fn latency(report: &Report, home: u32) -> Value {
+    let preferred = if home != 0 { Some(home) } else { report.nearest };
+    let map: serde_json::Map<String, Value> = report
+        .latency
+        .iter()
+        .map(|(id, (code, name, rtt))| {
+            let key =
+                [name, code].into_iter().find(|s| !s.is_empty()).cloned().unwrap_or_else(|| id.to_string());
+            let mut entry = json!({ "latencyMs": rtt.as_secs_f64() * 1000.0 });
+            if preferred == Some(*id) {
+                entry["preferred"] = Value::Bool(true);
+            }
+            (key, entry)
+        })
+        .collect();
+    Value::Object(map)
 }
 
 /// `GET /api/v2/device/self/routes`: what we advertise and what control enabled for us.
@@ -153,6 +188,9 @@ pub fn parse_routes_body(body: &[u8]) -> Result<(Vec<String>, bool), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
     use super::*;
     use tinytail_core::key::NodePublic;
 
@@ -199,6 +237,30 @@ mod tests {
             connected: true,
             now: "2026-11-26T09:00:00Z".into(),
             derp: "rig".into(),
+            engine: None,
+        }
+    }
+
+    /// A running datapath after a netcheck round: two regions answered, 999 is home.
+    fn engine() -> EngineStatus {
+        let latency = BTreeMap::from([
+            (998, ("far".to_string(), String::new(), Duration::from_millis(80))),
+            (999, ("rig".to_string(), "Rig Lab".to_string(), Duration::from_micros(1_500))),
+        ]);
+        EngineStatus {
+            tun: "tailscale0".into(),
+            port: 41641,
+            endpoints: vec!["203.0.113.7:41641".parse().unwrap(), "192.0.2.1:41641".parse().unwrap()],
+            derp: BTreeMap::from([(999, true)]),
+            home_derp: 999,
+            netcheck: Some(Report {
+                udp: true,
+                global_v4: Some("203.0.113.7:41641".parse().unwrap()),
+                latency,
+                unanswered: vec![997],
+                nearest: Some(999),
+            }),
+            ..EngineStatus::default()
         }
     }
 
@@ -264,7 +326,56 @@ mod tests {
         assert_eq!(ours["enabledRoutes"], json!(["192.0.2.0/24"]));
         assert_eq!(ours["advertisedRoutes"], json!(["192.0.2.0/24", "198.51.100.0/24"]));
         assert_eq!(ours["clientConnectivity"]["derp"], "rig");
-        assert_eq!(ours["clientConnectivity"]["latency"], json!({}), "not measured yet: empty, not invented");
+        // Datapath stopped: control's endpoints, nothing measured, nothing invented.
+        assert_eq!(ours["clientConnectivity"]["endpoints"], json!(["198.18.0.2:41641"]));
+        assert_eq!(ours["clientConnectivity"]["latency"], json!({}));
+        assert_eq!(ours["clientConnectivity"]["clientSupports"]["udp"], Value::Null);
+    }
+
+    #[test]
+    fn client_connectivity_from_the_running_datapath() {
+        let seed: Value = serde_json::from_str(SEED_DEVICE_ALL).unwrap();
+        let ours = device(&DeviceSource { engine: Some(engine()), ..source() }, Fields { all: true });
+        assert_same_kind("", &seed, &ours);
+        let cc = &ours["clientConnectivity"];
+        assert_eq!(
+            cc["endpoints"],
+            json!(["203.0.113.7:41641", "192.0.2.1:41641"]),
+            "magicsock's, not control's"
+        );
+        assert_eq!(
+            cc["latency"],
+            json!({"Rig Lab": {"latencyMs": 1.5, "preferred": true}, "far": {"latencyMs": 80.0}}),
+            "keyed by region name (code without one); preferred only on the home region"
+        );
+        // Every entry has the seed's entry shape: latencyMs, and preferred only where true.
+        let seed_preferred = &seed["clientConnectivity"]["latency"]["New York City"];
+        for (region, entry) in cc["latency"].as_object().unwrap() {
+            assert_same_kind(region, seed_preferred, entry);
+            assert!(
+                entry["latencyMs"].is_f64() && entry.get("preferred").is_none_or(|p| *p == true),
+                "{entry}"
+            );
+        }
+        assert_eq!(cc["clientSupports"]["udp"], true);
+        assert_eq!(cc["mappingVariesByDestIP"], Value::Null, "not measured");
+        // Before the engine has a home, netcheck's nearest is the preferred one.
+        let mut e = engine();
+        e.home_derp = 0;
+        if let Some(r) = e.netcheck.as_mut() {
+            r.nearest = Some(998);
+            r.udp = false;
+        }
+        let ours = device(&DeviceSource { engine: Some(e), ..source() }, Fields { all: true });
+        assert_eq!(ours["clientConnectivity"]["latency"]["far"]["preferred"], true);
+        assert!(ours["clientConnectivity"]["latency"]["Rig Lab"].get("preferred").is_none());
+        assert_eq!(ours["clientConnectivity"]["clientSupports"]["udp"], false);
+        // Running, no netcheck round yet: magicsock's endpoints, latency still empty.
+        let e = EngineStatus { netcheck: None, ..engine() };
+        let ours = device(&DeviceSource { engine: Some(e), ..source() }, Fields { all: true });
+        assert_eq!(ours["clientConnectivity"]["latency"], json!({}));
+        assert_eq!(ours["clientConnectivity"]["endpoints"][0], "203.0.113.7:41641");
+        assert_eq!(ours["clientConnectivity"]["clientSupports"]["udp"], Value::Null);
     }
 
     #[test]

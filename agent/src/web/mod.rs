@@ -39,7 +39,7 @@ use self::auth::{ApiToken, Credentials, Flash, LoginLimiter, PasswordHash, Sessi
 use self::http::{HttpError, Request, Response};
 use crate::daemon::{self, Agent};
 use crate::ipc::{self, Reply, UpArgs};
-use crate::{clock, random};
+use crate::{clock, magicsock, random};
 
 /// A static file of the page, gzipped by build.rs.
 #[derive(Debug, Clone, Copy)]
@@ -302,7 +302,7 @@ fn index(agent: &Agent, config: &WebConfig, req: &Request) -> Response {
     let Some((csrf, flash, new_api_token, api_token)) = session else {
         return login_page(None, 200);
     };
-    let status = status_json(agent);
+    let (status, engine) = status_json(agent);
     let listen_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_loopback());
     let lan_subnets = lan::read(config.lan_interface, listen_ip);
     let view = page::StatusView {
@@ -313,14 +313,21 @@ fn index(agent: &Agent, config: &WebConfig, req: &Request) -> Response {
         api_token: api_token.as_ref().map(|(id, created)| (id.as_str(), *created)),
         lan_subnets: &lan_subnets,
         login_qr: status["AuthURL"].as_str().filter(|u| !u.is_empty()).and_then(qr::svg_data_uri),
+        engine: engine.as_ref(),
         now: clock::unix_now(),
     };
     Response::html(200, page::status(&view))
 }
 
-/// The status object, as `tinytail status --json` has it.
-fn status_json(agent: &Agent) -> serde_json::Value {
-    crate::status::json(&agent.lock())
+/// The status object, as `tinytail status --json` has it, and the datapath's status it was
+/// built from (`None` while the datapath is not running), both under one lock.
+fn status_json(agent: &Agent) -> (serde_json::Value, Option<magicsock::EngineStatus>) {
+    let s = agent.lock();
+    (crate::status::json(&s), engine_snapshot(&s))
+}
+
+fn engine_snapshot(s: &daemon::Shared) -> Option<magicsock::EngineStatus> {
+    s.engine.as_ref().map(|e| e.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone())
 }
 
 fn setup_page(agent: &Agent, error: Option<&str>) -> Response {
@@ -653,6 +660,7 @@ fn device_source(agent: &Agent) -> api::DeviceSource {
         connected: s.control.connected,
         now: clock::rfc3339(clock::unix_now()),
         derp: s.netmap.derp_regions.get(&s.preferred_derp).map(|r| r.region_code.clone()).unwrap_or_default(),
+        engine: engine_snapshot(&s),
     }
 }
 

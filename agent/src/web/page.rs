@@ -3,16 +3,24 @@
 //! without JavaScript); `app.js` only reloads while we wait and asks before destructive posts.
 //! Every value from the network or the user goes through [`escape_html`].
 //!
-//! Shown as "not available yet" (the datapath is not wired): peer paths, DERP latencies, drop
-//! counters.
+//! The datapath's part (peer paths and traffic, endpoints, DERP links, netcheck latencies, drop
+//! counters) comes from the [`EngineStatus`] snapshot taken under the same lock as the status
+//! object (the one `status --json` shows as `Datapath`); without a running engine (node down,
+//! logged out, or the datapath failed to start) the page says "datapath stopped" and shows none
+//! of it.
+//!
+//! [`escape_html`]: super::http::escape_html
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::auth::Flash;
 use super::http::escape_html as esc;
 use crate::clock;
+use crate::magicsock::{EngineStatus, PeerStatus};
 
 /// The key expiry warning starts this long before the key expires (as the admin console does).
 pub const EXPIRY_WARNING_SECS: i64 = 14 * 86_400;
@@ -30,6 +38,8 @@ pub struct StatusView<'a> {
     pub lan_subnets: &'a [(String, String)],
     /// The login URL as an SVG QR code, if one is pending.
     pub login_qr: Option<String>,
+    /// The datapath's status, `None` while it is not running.
+    pub engine: Option<&'a EngineStatus>,
     pub now: i64,
 }
 
@@ -115,9 +125,9 @@ pub fn status(v: &StatusView<'_>) -> String {
     b.push_str(&this_node(s, v.now));
     b.push_str(&login_section(v, registered));
     b.push_str(&routes_section(v));
-    b.push_str(&peers_section(s));
+    b.push_str(&peers_section(s, v.engine));
+    b.push_str(&datapath_section(s, v.engine));
     b.push_str(&options_section(v));
-    b.push_str(&derp_section(s));
     b.push_str(&api_section(v));
     b.push_str("</main>");
     let waiting = s["AuthURL"].as_str().is_some_and(|u| !u.is_empty())
@@ -312,7 +322,7 @@ fn routes_section(v: &StatusView<'_>) -> String {
     b
 }
 
-fn peers_section(s: &Value) -> String {
+fn peers_section(s: &Value, engine: Option<&EngineStatus>) -> String {
     let mut b = String::from("<section id=\"peers\" class=\"wide\"><h2>Peers</h2>");
     let peers = s["Peer"].as_object();
     if peers.is_none_or(|p| p.is_empty()) {
@@ -320,30 +330,62 @@ fn peers_section(s: &Value) -> String {
         return b;
     }
     let regions = derp_names(s);
+    // The status object keys peers by `nodekey:…`, as the engine's map is keyed by the key.
+    let paths: HashMap<String, &PeerStatus> =
+        engine.map(|e| e.peers.iter().map(|(k, p)| (k.to_string(), p)).collect()).unwrap_or_default();
     b.push_str(
-        "<table class=\"stack\"><thead><tr><th>Host</th><th>Address</th><th>OS</th><th>State</th><th>Path</th></tr></thead><tbody>",
+        "<table class=\"stack\"><thead><tr><th>Host</th><th>Address</th><th>OS</th><th>State</th><th>Path</th>\
+         <th>Traffic</th></tr></thead><tbody>",
     );
-    for p in peers.into_iter().flat_map(|p| p.values()) {
+    for (key, p) in peers.into_iter().flatten() {
         let online = p["Online"] == true;
         let home = p["HomeDERP"].as_u64().unwrap_or(0);
-        let home = match regions.iter().find(|(id, _)| *id == home) {
-            Some((_, code)) => format!("home DERP {}", esc(code)),
-            None if home != 0 => format!("home DERP {home}"),
-            None => "no home DERP".into(),
+        let home = match home {
+            0 => "no home DERP".to_string(),
+            id => format!("home DERP {}", region_code(&regions, id)),
+        };
+        let known = format!("{} endpoints known; {home}", p["Endpoints"].as_array().map_or(0, Vec::len));
+        let (path, traffic) = match (engine, paths.get(key)) {
+            (None, _) => (format!("<span class=\"mute\">datapath stopped ({known})</span>"), "—".to_string()),
+            (Some(_), None) => {
+                (format!("<span class=\"mute\">not in the datapath ({known})</span>"), "—".to_string())
+            }
+            (Some(_), Some(ps)) => {
+                let path = match (ps.cur_addr, ps.relay) {
+                    (Some(addr), _) => format!("<span class=\"ok\">direct {}</span>", esc(&addr.to_string())),
+                    (None, 0) => format!(
+                        "<span class=\"warn\">no path yet</span> <span class=\"mute\">({known})</span>"
+                    ),
+                    (None, relay) => format!("DERP({})", region_code(&regions, u64::from(relay))),
+                };
+                let mut traffic = format!("rx {} / tx {}", bytes(ps.rx_bytes), bytes(ps.tx_bytes));
+                match ps.since_handshake {
+                    Some(d) => {
+                        let _ = write!(traffic, "<br><span class=\"mute\">handshake {} ago</span>", ago(d));
+                    }
+                    None => traffic.push_str("<br><span class=\"mute\">no handshake yet</span>"),
+                }
+                (path, traffic)
+            }
         };
         let _ = write!(
             b,
             "<tr class=\"peer\"><td><b>{}</b></td><td class=\"mono\">{}</td><td>{}</td><td class=\"{}\">{}</td>\
-             <td class=\"mute full\">path not available yet (endpoints known: {}; {home})</td></tr>",
+             <td class=\"path mono\">{path}</td><td class=\"traffic\">{traffic}</td></tr>",
             esc(p["HostName"].as_str().unwrap_or("")),
             esc(p["TailscaleIPs"][0].as_str().unwrap_or("—")),
             esc(p["OS"].as_str().unwrap_or("")),
             if online { "ok" } else { "mute" },
             if online { "online" } else { "offline" },
-            p["Endpoints"].as_array().map_or(0, Vec::len),
         );
     }
-    b.push_str("</tbody></table><p class=\"mute\">Path (direct ip:port or DERP relay) is not available yet: the datapath is not wired.</p></section>");
+    b.push_str("</tbody></table>");
+    b.push_str(if engine.is_some() {
+        "<p class=\"mute\">Path: <b>direct ip:port</b> (a UDP path both sides confirmed) or <b>DERP(region)</b> \
+         (relayed). Traffic: bytes through WireGuard.</p></section>"
+    } else {
+        "<p class=\"mute\">Datapath stopped: paths and traffic show while the node is up.</p></section>"
+    });
     b
 }
 
@@ -365,8 +407,7 @@ fn options_section(v: &StatusView<'_>) -> String {
     let mut b = String::from("<section id=\"options\"><h2>Options</h2><dl>");
     let _ = write!(
         b,
-        "<dt>Exit node</dt><dd id=\"exit-state\">{}</dd><dt>SNAT to LAN</dt><dd id=\"snat-state\">{}</dd><dt>Drop counters</dt>\
-         <dd class=\"mute\">not available yet (datapath not wired)</dd></dl>",
+        "<dt>Exit node</dt><dd id=\"exit-state\">{}</dd><dt>SNAT to LAN</dt><dd id=\"snat-state\">{}</dd></dl>",
         match (exit, exit_enabled) {
             (true, true) => "advertised, enabled",
             (true, false) => "advertised, waiting for approval",
@@ -399,21 +440,154 @@ fn options_section(v: &StatusView<'_>) -> String {
     b
 }
 
-fn derp_section(s: &Value) -> String {
-    let home = s["PreferredDERP"].as_u64().unwrap_or(0);
+/// A region's code from the map (escaped), or its number if the map does not name it.
+fn region_code(regions: &[(u64, String)], id: u64) -> String {
+    match regions.iter().find(|(r, code)| *r == id && !code.is_empty()) {
+        Some((_, code)) => esc(code),
+        None => format!("region {id}"),
+    }
+}
+
+/// `1.5 KiB`
+fn bytes(n: usize) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+fn ago(d: Duration) -> String {
+    match d.as_secs() {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s => format!("{} h", s / 3600),
+    }
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Endpoints, DERP links and latencies, drop counters: the engine's status, or "stopped".
+fn datapath_section(s: &Value, engine: Option<&EngineStatus>) -> String {
     let regions = derp_names(s);
-    let home_text = match regions.iter().find(|(id, _)| *id == home) {
-        Some((id, code)) => format!("{} (region {id})", esc(code)),
-        None if home != 0 => format!("region {home}"),
-        None => "none yet".into(),
+    let mut b = format!(
+        "<section id=\"datapath\" class=\"wide\"><h2>Datapath <span class=\"badge {}\">{}</span></h2>",
+        if engine.is_some() { "ok" } else { "bad" },
+        if engine.is_some() { "running" } else { "stopped" },
+    );
+    let Some(e) = engine else {
+        let why = match s["BackendState"].as_str() {
+            Some("Running") => {
+                "the node is up but the datapath is not running (starting, or it failed to \
+                               start: see the log)"
+            }
+            Some("Stopped") => "the node is down (tinytail down)",
+            _ => "the node is not logged in and running",
+        };
+        let home = match s["PreferredDERP"].as_u64().unwrap_or(0) {
+            0 => "none yet".to_string(),
+            id => format!("{} (region {id})", region_code(&regions, id)),
+        };
+        let list: Vec<String> = regions.iter().map(|(id, code)| format!("{} ({id})", esc(code))).collect();
+        let _ = write!(
+            b,
+            "<p class=\"mute\" id=\"datapath-stopped\">Datapath stopped: {why}. No endpoints, DERP connections, \
+             latencies or drop counters to show.</p><dl><dt>Home DERP</dt><dd>{home}</dd><dt>DERP regions</dt>\
+             <dd>{}</dd></dl></section>",
+            if list.is_empty() { "—".into() } else { list.join(", ") }
+        );
+        return b;
     };
-    let list: Vec<String> = regions.iter().map(|(id, code)| format!("{} ({id})", esc(code))).collect();
-    format!(
-        "<section id=\"derp\"><h2>DERP relays</h2><dl><dt>Home</dt><dd>{home_text}</dd><dt>Regions</dt><dd>{}</dd>\
-         <dt>Latencies</dt><dd class=\"mute\">not available yet (not measured: the datapath is not wired; the home \
-         region is the lowest region ID until then)</dd></dl></section>",
-        if list.is_empty() { "—".into() } else { list.join(", ") }
-    )
+    let endpoints: Vec<String> = e.endpoints.iter().map(|a| esc(&a.to_string())).collect();
+    let home = match e.home_derp {
+        0 => "none yet".to_string(),
+        id => format!("{} (region {id})", region_code(&regions, u64::from(id))),
+    };
+    let netcheck = match &e.netcheck {
+        None => "<span class=\"mute\">not run yet</span>".to_string(),
+        Some(r) => format!(
+            "UDP {}; global IPv4 {}",
+            if r.udp { "<span class=\"ok\">works</span>" } else { "<span class=\"bad\">blocked</span>" },
+            r.global_v4.map_or_else(|| "unknown".to_string(), |a| esc(&a.to_string())),
+        ),
+    };
+    let f = &e.filter_drops;
+    let d = &e.drops;
+    let _ = write!(
+        b,
+        "<dl><dt>Interface</dt><dd class=\"mono\">{}, UDP port {}</dd><dt>Endpoints</dt><dd class=\"mono\" \
+         id=\"endpoints\">{}</dd><dt>Home DERP</dt><dd id=\"home-derp\">{home}</dd><dt>Netcheck</dt><dd>{netcheck}</dd>\
+         <dt>Filter drops</dt><dd id=\"filter-drops\">no rule {}, not local {}, malformed {}</dd>\
+         <dt>Other drops</dt><dd id=\"drops\">no route {}, source not allowed {}, unknown peer {}, WireGuard {}, \
+         queue full {}</dd></dl>",
+        esc(&e.tun),
+        e.port,
+        if endpoints.is_empty() { "none yet".into() } else { endpoints.join("<br>") },
+        f.no_rule,
+        f.not_local,
+        f.malformed,
+        d.no_route,
+        d.source_not_allowed,
+        d.unknown_peer,
+        d.wireguard,
+        d.queue_full,
+    );
+    // Every region the map, the engine or the last netcheck knows, in region order.
+    let mut ids: Vec<u32> = regions.iter().filter_map(|(id, _)| u32::try_from(*id).ok()).collect();
+    ids.extend(e.derp.keys());
+    if let Some(r) = &e.netcheck {
+        ids.extend(r.latency.keys());
+        ids.extend(&r.unanswered);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids.retain(|id| *id != 0);
+    if ids.is_empty() {
+        b.push_str("<p class=\"mute\">No DERP regions in the map.</p></section>");
+        return b;
+    }
+    b.push_str(
+        "<table class=\"stack\" id=\"derp\"><thead><tr><th>DERP region</th><th>Link</th><th>Latency</th></tr>\
+         </thead><tbody>",
+    );
+    for id in ids {
+        let measured = e.netcheck.as_ref().and_then(|r| r.latency.get(&id));
+        let name = match measured {
+            Some((code, name, _)) if !name.is_empty() => format!("{} · {}", esc(code), esc(name)),
+            Some((code, _, _)) if !code.is_empty() => esc(code),
+            _ => region_code(&regions, u64::from(id)),
+        };
+        let mut marks = String::new();
+        if id == e.home_derp {
+            marks.push_str(" <b>home</b>");
+        }
+        let link = match e.derp.get(&id) {
+            Some(true) => "<span class=\"ok\">connected</span>",
+            Some(false) => "<span class=\"warn\">connecting</span>",
+            None => "<span class=\"mute\">not connected</span>",
+        };
+        let latency = match (measured, &e.netcheck) {
+            (Some((_, _, rtt)), Some(r)) => {
+                format!("{}{}", millis(*rtt), if r.nearest == Some(id) { " (nearest)" } else { "" })
+            }
+            (None, Some(r)) if r.unanswered.contains(&id) => "<span class=\"warn\">no answer</span>".into(),
+            _ => "<span class=\"mute\">not measured</span>".into(),
+        };
+        let _ = write!(
+            b,
+            "<tr data-region=\"{id}\"><td>{name} ({id}){marks}</td><td>{link}</td><td>{latency}</td></tr>"
+        );
+    }
+    b.push_str("</tbody></table></section>");
+    b
 }
 
 fn api_section(v: &StatusView<'_>) -> String {
@@ -476,8 +650,18 @@ fn document(title: &str, body: &str, signout_csrf: Option<&str>, refresh: Option
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::magicsock::netcheck::Report;
+    use crate::magicsock::Drops;
     use serde_json::json;
+    use tinytail_core::filter::DropCounters;
+    use tinytail_core::key::NodePublic;
+
+    fn key(b: u8) -> String {
+        NodePublic([b; 32]).to_string()
+    }
 
     fn running() -> Value {
         json!({
@@ -489,10 +673,17 @@ mod tests {
             "Self": {"HostName": "router", "DNSName": "router.tailnet.test.", "TailscaleIPs": ["100.64.0.2", "fd7a:115c:a1e0::2"],
                      "KeyExpiry": "2026-12-01T00:00:00Z", "Expired": false, "HasKeySignature": false,
                      "advertisedRoutes": ["192.0.2.0/24"], "enabledRoutes": []},
-            "Peer": {"nodekey:aa": {"HostName": "peer1<script>", "TailscaleIPs": ["100.64.0.1"], "OS": "linux",
-                                    "Online": true, "Endpoints": ["198.18.0.20:41641"], "HomeDERP": 999}},
+            "Peer": {
+                key(0xaa): {"HostName": "peer1<script>", "TailscaleIPs": ["100.64.0.1"], "OS": "linux",
+                            "Online": true, "Endpoints": ["198.18.0.20:41641"], "HomeDERP": 999},
+                key(0xbb): {"HostName": "peer2", "TailscaleIPs": ["100.64.0.4"], "OS": "windows",
+                            "Online": true, "Endpoints": [], "HomeDERP": 998},
+                key(0xcc): {"HostName": "peer3", "TailscaleIPs": ["100.64.0.5"], "OS": "linux",
+                            "Online": false, "Endpoints": [], "HomeDERP": 0},
+            },
             "MagicDNSSuffix": "tailnet.test",
-            "DERPRegions": [{"RegionID": 999, "RegionCode": "rig", "Nodes": ["999a"]}],
+            "DERPRegions": [{"RegionID": 998, "RegionCode": "far<b>", "Nodes": ["998a"]},
+                            {"RegionID": 999, "RegionCode": "rig", "Nodes": ["999a"]}],
             "PreferredDERP": 999, "TKA": null,
         })
     }
@@ -506,6 +697,7 @@ mod tests {
             api_token: None,
             lan_subnets: lan,
             login_qr: None,
+            engine: None,
             now: clock::parse_rfc3339("2026-11-26T09:00:00Z").unwrap(),
         }
     }
@@ -526,11 +718,132 @@ mod tests {
         assert!(html.contains("data-refresh=\"5\""), "reloads while a route waits for approval");
         assert!(html.contains("id=\"expiry-warning\""), "expiry within 14 days is warned about");
         assert!(html.contains("data-add-route=\"198.51.100.0/24\""));
-        assert!(html.contains("home DERP rig"));
-        assert!(html.contains("not available yet"));
+        assert!(html.contains("datapath stopped (1 endpoints known; home DERP rig)"));
+        assert!(html.contains("far&lt;b&gt;") && !html.contains("far<b>"));
+        assert!(!html.contains("not available yet"));
         // Every form carries the CSRF token.
         assert_eq!(html.matches("<form ").count(), html.matches("name=\"csrf\" value=\"c5rf\"").count());
         assert!(!html.contains("<script>") && !html.contains("style=\""), "no inline script or style (CSP)");
+    }
+
+    /// peer1 direct, peer2 relayed through its home DERP, peer3 not handed to the engine.
+    fn engine() -> EngineStatus {
+        let mut peers = HashMap::new();
+        peers.insert(
+            NodePublic([0xaa; 32]),
+            PeerStatus {
+                cur_addr: Some("198.18.0.20:41641".parse().unwrap()),
+                relay: 999,
+                since_handshake: Some(Duration::from_secs(7)),
+                tx_bytes: 2048,
+                rx_bytes: 1_572_864,
+                active: true,
+            },
+        );
+        peers.insert(
+            NodePublic([0xbb; 32]),
+            PeerStatus {
+                cur_addr: None,
+                relay: 998,
+                since_handshake: None,
+                tx_bytes: 148,
+                rx_bytes: 0,
+                active: true,
+            },
+        );
+        let mut latency = BTreeMap::new();
+        latency.insert(999, ("rig".to_string(), "Rig <lab>".to_string(), Duration::from_micros(1_260)));
+        latency.insert(998, ("far<b>".to_string(), String::new(), Duration::from_millis(80)));
+        EngineStatus {
+            tun: "tailscale0".into(),
+            port: 41641,
+            endpoints: vec!["198.18.0.2:41641".parse().unwrap(), "192.0.2.1:41641".parse().unwrap()],
+            derp: BTreeMap::from([(999, true), (998, false)]),
+            home_derp: 999,
+            peers,
+            filter_drops: DropCounters { malformed: 1, not_local: 2, no_rule: 3 },
+            drops: Drops { no_route: 4, source_not_allowed: 5, unknown_peer: 6, wireguard: 7, queue_full: 8 },
+            netcheck: Some(Report {
+                udp: true,
+                global_v4: Some("198.18.0.2:41641".parse().unwrap()),
+                latency,
+                unanswered: vec![997],
+                nearest: Some(999),
+            }),
+        }
+    }
+
+    #[test]
+    fn running_datapath_shows_paths_derp_latencies_and_drops() {
+        let s = running();
+        let e = engine();
+        let html = status(&StatusView { engine: Some(&e), ..view(&s, &[]) });
+        let row = |host: &str| {
+            let at = html.find(&format!("<b>{host}</b>")).unwrap();
+            html[at..at + html[at..].find("</tr>").unwrap()].to_string()
+        };
+        let direct = row("peer1&lt;script&gt;");
+        assert!(direct.contains("direct 198.18.0.20:41641"), "{direct}");
+        assert!(
+            direct.contains("rx 1.5 MiB / tx 2.0 KiB") && direct.contains("handshake 7 s ago"),
+            "{direct}"
+        );
+        let relayed = row("peer2");
+        assert!(relayed.contains("DERP(far&lt;b&gt;)") && !relayed.contains("direct"), "{relayed}");
+        assert!(relayed.contains("rx 0 B / tx 148 B") && relayed.contains("no handshake yet"), "{relayed}");
+        assert!(row("peer3").contains("not in the datapath"));
+        assert!(html.contains("Datapath <span class=\"badge ok\">running"));
+        assert!(html.contains("tailscale0, UDP port 41641"));
+        assert!(html.contains("198.18.0.2:41641<br>192.0.2.1:41641"), "endpoints");
+        assert!(html.contains("id=\"home-derp\">rig (region 999)"));
+        assert!(html.contains("UDP <span class=\"ok\">works</span>; global IPv4 198.18.0.2:41641"));
+        assert!(html.contains("no rule 3, not local 2, malformed 1"));
+        assert!(html.contains("no route 4, source not allowed 5, unknown peer 6, WireGuard 7, queue full 8"));
+        let region = |id: u32| {
+            let at = html.find(&format!("data-region=\"{id}\"")).unwrap();
+            html[at..at + html[at..].find("</tr>").unwrap()].to_string()
+        };
+        let home = region(999);
+        assert!(home.contains("rig · Rig &lt;lab&gt; (999) <b>home</b>"), "{home}");
+        assert!(home.contains("connected") && home.contains("1.3 ms (nearest)"), "{home}");
+        let far = region(998);
+        assert!(
+            far.contains("far&lt;b&gt; (998)") && far.contains("connecting") && far.contains("80.0 ms"),
+            "{far}"
+        );
+        assert!(!far.contains("nearest") && !far.contains("home"), "{far}");
+        assert!(region(997).contains("no answer"));
+        assert!(!html.contains("far<b>") && !html.contains("<lab>"), "escaped");
+        assert!(!html.contains("datapath stopped") && !html.contains("not available yet"));
+    }
+
+    #[test]
+    fn stopped_datapath_says_so() {
+        let mut s = running();
+        s["BackendState"] = json!("Stopped");
+        let html = status(&view(&s, &[]));
+        assert!(html.contains("Datapath <span class=\"badge bad\">stopped"));
+        assert!(html.contains("Datapath stopped: the node is down (tinytail down)."));
+        assert!(!html.contains("id=\"endpoints\"") && !html.contains("data-region="));
+        assert_eq!(html.matches("datapath stopped (").count(), 3, "every peer row says so");
+        // A netcheck before the first round, and no endpoints yet: said, not invented.
+        let s = running();
+        let e = EngineStatus { netcheck: None, endpoints: vec![], ..engine() };
+        let html = status(&StatusView { engine: Some(&e), ..view(&s, &[]) });
+        assert!(html.contains("<span class=\"mute\">not run yet</span>"));
+        assert!(html.contains("id=\"endpoints\">none yet"));
+        assert!(html.contains("data-region=\"998\"><td>far&lt;b&gt; (998)</td><td><span class=\"warn\">connecting</span></td><td><span class=\"mute\">not measured"));
+    }
+
+    #[test]
+    fn byte_and_age_formats() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(ago(Duration::from_secs(119)), "119 s");
+        assert_eq!(ago(Duration::from_secs(600)), "10 min");
+        assert_eq!(ago(Duration::from_secs(7200)), "2 h");
     }
 
     #[test]
