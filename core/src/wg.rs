@@ -160,18 +160,25 @@ impl From<WireGuardError> for Refusal {
 /// `session_index << 8 | n`, which is how a datagram finds its peer.
 pub const MAX_SESSION_INDEX: u32 = (1 << 24) - 1;
 
-/// One tailnet peer's WireGuard state.
+/// One tailnet peer's WireGuard state. The boringtun tunnel (about 11 KB: eight session slots
+/// with their key schedules) is made on the peer's first packet, so the many peers of a large
+/// tailnet that never talk to this router cost a few dozen bytes each.
 pub struct Peer {
     pub node_key: NodePublic,
     session_index: u32,
-    tunnel: Tunn,
+    tunnel: Option<Box<Tunn>>,
 }
 
 impl Peer {
     /// Time since the last completed handshake, and data bytes sent and received.
     pub fn stats(&self) -> (Option<core::time::Duration>, usize, usize) {
-        let (since, tx, rx, _, _) = self.tunnel.stats();
-        (since, tx, rx)
+        match &self.tunnel {
+            Some(t) => {
+                let (since, tx, rx, _, _) = t.stats();
+                (since, tx, rx)
+            }
+            None => (None, 0, 0),
+        }
     }
 }
 
@@ -233,15 +240,25 @@ impl Datapath {
     }
 
     fn new_peer(&self, key: NodePublic, session_index: u32) -> Peer {
-        let tunnel = Tunn::new(
-            self.our_private.clone(),
-            PublicKey::from(key.0),
-            None, // Tailscale uses no preshared key
-            None, // and no persistent keepalive
-            session_index,
-            None,
-        );
-        Peer { node_key: key, session_index, tunnel }
+        Peer { node_key: key, session_index, tunnel: None }
+    }
+
+    /// The peer's tunnel, made on first use (one allocation per peer, not per packet).
+    fn tunnel(&mut self, peer: PeerIndex) -> Result<&mut Tunn, DatapathError> {
+        let Datapath { peers, our_private, .. } = self;
+        let peer = peers.get_mut(usize::from(peer)).ok_or(DatapathError::UnknownPeer)?;
+        let session_index = peer.session_index;
+        let node_key = peer.node_key;
+        Ok(peer.tunnel.get_or_insert_with(|| {
+            Box::new(Tunn::new(
+                our_private.clone(),
+                PublicKey::from(node_key.0),
+                None, // Tailscale uses no preshared key
+                None, // and no persistent keepalive
+                session_index,
+                None,
+            ))
+        }))
     }
 
     fn take_session_index(&mut self) -> u32 {
@@ -309,9 +326,8 @@ impl Datapath {
         if out.len() < packet.len() + DATA_OVERHEAD || out.len() < MIN_OUTPUT {
             return Err(DatapathError::BufferTooSmall);
         }
-        let peer = self.peers.get_mut(usize::from(index)).ok_or(DatapathError::UnknownPeer)?;
         self.filter.note_outbound(packet);
-        let result = peer.tunnel.encapsulate(packet, out);
+        let result = self.tunnel(index)?.encapsulate(packet, out);
         Ok((index, output(result)?))
     }
 
@@ -329,8 +345,7 @@ impl Datapath {
         if out.len() < MIN_OUTPUT || out.len() < datagram.len() {
             return Err(DatapathError::BufferTooSmall);
         }
-        let tunnel = &mut self.peers.get_mut(usize::from(peer)).ok_or(DatapathError::UnknownPeer)?.tunnel;
-        let (len, src) = match tunnel.decapsulate(from, datagram, out) {
+        let (len, src) = match self.tunnel(peer)?.decapsulate(from, datagram, out) {
             TunnResult::WriteToTunnelV4(p, src) => (p.len(), IpAddr::V4(src)),
             TunnResult::WriteToTunnelV6(p, src) => (p.len(), IpAddr::V6(src)),
             other => return output(other),
@@ -353,8 +368,7 @@ impl Datapath {
         if out.len() < MIN_OUTPUT {
             return Err(DatapathError::BufferTooSmall);
         }
-        let tunnel = &mut self.peers.get_mut(usize::from(peer)).ok_or(DatapathError::UnknownPeer)?.tunnel;
-        output(tunnel.decapsulate(None, &[], out))
+        output(self.tunnel(peer)?.decapsulate(None, &[], out))
     }
 
     /// Timers for one peer (rekey, keepalive, expiry): call about every 250 ms per peer.
@@ -362,8 +376,12 @@ impl Datapath {
         if out.len() < MIN_OUTPUT {
             return Err(DatapathError::BufferTooSmall);
         }
-        let tunnel = &mut self.peers.get_mut(usize::from(peer)).ok_or(DatapathError::UnknownPeer)?.tunnel;
-        output(tunnel.update_timers(out))
+        // A peer that never had a packet has no timers to run.
+        let peer = self.peers.get_mut(usize::from(peer)).ok_or(DatapathError::UnknownPeer)?;
+        match peer.tunnel.as_mut() {
+            Some(tunnel) => output(tunnel.update_timers(out)),
+            None => Ok(Output::Nothing),
+        }
     }
 }
 

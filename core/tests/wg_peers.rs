@@ -62,3 +62,22 @@ fn set_peers_keeps_sessions_of_peers_that_stay() {
     pair.router.set_peers(&[NodePublic([9; 32])]);
     assert_eq!(pair.router.peer_for_datagram(&a[..len]), None);
 }
+
+#[test]
+fn peers_that_never_talk_have_no_tunnel_to_tick() {
+    let mut pair = connected_pair();
+    let client_key = pair.router.peer(pair.client_at_router).unwrap().node_key;
+    let idle: Vec<NodePublic> = (1..=200u8).map(|i| NodePublic([i; 32])).collect();
+    let mut keys = idle.clone();
+    keys.push(client_key);
+    pair.router.set_peers(&keys);
+    let mut out = vec![0u8; 2048];
+    for i in 0..idle.len() {
+        let index = i as u16;
+        assert_eq!(pair.router.peer(index).unwrap().stats(), (None, 0, 0));
+        assert_eq!(pair.router.tick(index, &mut out), Ok(Output::Nothing));
+    }
+    // The talking peer kept its session and what it received.
+    let (since, tx, rx) = pair.router.peer(200).unwrap().stats();
+    assert!(since.is_some() && rx > 0, "{since:?} {tx} {rx}");
+}
