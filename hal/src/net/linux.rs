@@ -95,6 +95,31 @@ impl Tun {
     }
 }
 
+/// Asks for `bytes` of receive and send buffer on a socket (the kernel caps it at
+/// net.core.rmem_max/wmem_max; root may exceed that with the FORCE variants, which we try first).
+pub fn set_socket_buffers(socket: &impl AsRawFd, bytes: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let set = |option: libc::c_int| {
+        // SAFETY: setsockopt reads one c_int from a pointer valid for the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    set(libc::SO_RCVBUFFORCE).or_else(|_| set(libc::SO_RCVBUF))?;
+    set(libc::SO_SNDBUFFORCE).or_else(|_| set(libc::SO_SNDBUF))
+}
+
 /// The unicast addresses of every interface that is up, except loopback and `skip` (our TUN):
 /// where peers may reach our UDP socket directly.
 pub fn interface_addresses(skip: &str) -> io::Result<Vec<IpAddr>> {
