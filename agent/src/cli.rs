@@ -56,6 +56,12 @@ const EXIT_USAGE: u8 = 2;
 
 /// Runs the command line and returns the process exit code.
 pub fn run(args: &[String], board: &Board, build: &Build) -> ExitCode {
+    // `tinytail status | head -n1`: a closed pipe ends us quietly, as it ends C tools, instead of
+    // a panic from println!. (The agent itself, `run`, keeps Rust's default of ignoring it.)
+    if args.get(1).map(String::as_str) != Some("run") {
+        // SAFETY: setting a signal disposition to its default has no preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let verb = args.get(1).map(String::as_str);
     let rest = args.get(2..).unwrap_or(&[]);
     let result = match verb {
