@@ -147,7 +147,7 @@ EOF
   rig_wait_for 10 "iperf3 server" bash -c "ip netns exec '$(rig_ns lan)' ss -ltn | grep -q ':5201'"
   mbps="$(rig_exec cli iperf3 -c 192.0.2.10 -t 5 -J | jq '.end.sum_received.bits_per_second / 1e6 | floor')"
   ((mbps > 0)) || rig_fail "3: iperf3 moved nothing"
-  pass "3: iperf3 5 s through tinytail: $mbps Mbit/s (debug build; not a benchmark, see bench/)"
+  pass "3: iperf3 5 s through tinytail: $mbps Mbit/s (a check, not a benchmark: see bench/throughput.sh)"
   control_tt up --snat-subnet-routes=false >/dev/null || rig_fail "3: up --snat-subnet-routes=false"
   snat_table() { ip netns exec "$(rig_ns rtr)" nft list table inet tinytail 2>/dev/null | grep -q masquerade; }
   rig_wait_for 5 "SNAT table gone" bash -c "! ip netns exec '$(rig_ns rtr)' nft list table inet tinytail" ||
