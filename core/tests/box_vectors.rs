@@ -8,7 +8,10 @@
 //! Regenerate: `cd tests/interop && go run ./cmd/tinytail-interop box-vectors
 //! > ../../core/tests/vectors/box.json` (deterministic: fixed keys and nonces).
 
+#[path = "support/vectors.rs"]
+mod vectors;
 use std::net::SocketAddr;
+use vectors::{hex, unhex};
 
 use crypto_box::SecretKey;
 use serde::Deserialize;
@@ -77,20 +80,9 @@ struct DerpBox {
 }
 
 fn vectors() -> Vectors {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/box.json"))
-        .expect("vectors/box.json");
-    let vectors: Vectors = serde_json::from_str(&text).expect("vector JSON");
+    let vectors: Vectors = vectors::load("box.json");
     assert!(vectors.tailscale.starts_with('v'), "vectors name the tailscale.com version they came from");
     vectors
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    assert_eq!(s.len() % 2, 0, "hex of odd length: {s}");
-    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex")).collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn array<const N: usize>(s: &str) -> [u8; N] {

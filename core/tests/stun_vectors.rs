@@ -5,7 +5,11 @@
 //! Regenerate: `cd tests/interop && go build ./cmd/tinytail-interop && ./tinytail-interop stun-vector
 //! > ../../core/tests/vectors/stun.json`.
 
+#[path = "support/vectors.rs"]
+#[allow(dead_code)] // hex is for the other vector tests
+mod vectors;
 use std::net::SocketAddr;
+use vectors::unhex;
 
 use serde::Deserialize;
 use tinytail_core::stun::{
@@ -35,16 +39,9 @@ struct Response {
 }
 
 fn vectors() -> Vectors {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/stun.json"))
-        .expect("vectors/stun.json");
-    let vectors: Vectors = serde_json::from_str(&text).expect("vector JSON");
+    let vectors: Vectors = vectors::load("stun.json");
     assert!(vectors.tailscale.starts_with('v'), "vectors name the tailscale.com version they came from");
     vectors
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    assert_eq!(s.len() % 2, 0, "hex of odd length: {s}");
-    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex")).collect()
 }
 
 fn tx_id(s: &str) -> TxId {

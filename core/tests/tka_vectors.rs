@@ -1,12 +1,15 @@
 //! Tailnet-lock vectors decided by tailscale.com/tka (tests/interop `tka-vectors`): for every
 //! vector, tinytail must reach the reference's verdict and resulting state.
 
+#[path = "support/vectors.rs"]
+mod vectors;
 use serde::Deserialize;
 use tinytail_core::key::NodePublic;
 use tinytail_core::tka::disablement::{kdf, DisablementSecret};
 use tinytail_core::tka::sig::{node_key_authorized, unwrap_auth_key};
 use tinytail_core::tka::store::MemoryStore;
 use tinytail_core::tka::{Authority, NodeKeySignature, SigKind};
+use vectors::{hex, unhex};
 
 #[derive(Deserialize)]
 struct VecKey {
@@ -101,17 +104,8 @@ struct Vectors {
 }
 
 fn vectors() -> Vectors {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/tka.json");
-    let text = std::fs::read_to_string(path).expect("vector file");
-    serde_json::from_str(&text).expect("vector JSON")
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex")).collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    let vectors: Vectors = vectors::load("tka.json");
+    vectors
 }
 
 fn assert_state(name: &str, authority: &Authority, want: &VecState) {
