@@ -134,7 +134,7 @@ up() {
     wireguard-go)
       wg_start rtr "$ROUTER_CPU" 198.19.0.1 198.19.0.2/32 ""
       wg_start cli "$OTHER_CPU" 198.19.0.2 198.19.0.1/32,192.0.2.0/24 198.18.0.2:51820
-      rig_exec cli ip route add 192.0.2.0/24 dev wgc0 table 51820
+      rig_exec cli ip route add 192.0.2.0/24 dev "wc$RIG" table 51820
       rig_exec cli ip rule add to 192.0.2.0/24 lookup 51820 priority 100
       RPID="${PID[wg-rtr]}"
       rig_wait_for 10 "192.0.2.10 over wireguard-go" lan_ok || rig_fail "192.0.2.10 unreachable over wireguard-go"
@@ -160,12 +160,12 @@ down() {
   esac
 }
 # wg_start NS CPU ADDR ALLOWED ENDPOINT: wireguard-go in the foreground, configured with wg; the
-# interface is wgc0 (cli) or wgr0 (rtr): the UAPI socket (/var/run/wireguard/IF.sock) is not per
-# namespace.
+# interface is wc$RIG (cli) or wr$RIG (rtr): the UAPI socket (/var/run/wireguard/IF.sock) is not per
+# namespace, so the name must differ between the hosts and between concurrent runs.
 wg_start() {
   local ns="$1" other=cli
   [[ "$ns" == cli ]] && other=rtr
-  local ifname="wg${ns:0:1}0"
+  local ifname="w${ns:0:1}$RIG"
   rig_bg "$ns" "wg-$ns-$r" env WG_PROCESS_FOREGROUND=1 taskset -c "$2" wireguard-go -f "$ifname"
   PID[wg-$ns]="$RIG_LAST_PID"
   rig_wait_for 10 "$ifname in $ns" rig_exec "$ns" wg show "$ifname" || rig_fail "wireguard-go did not start in $ns"
