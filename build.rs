@@ -122,7 +122,15 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=TINYTAIL_GIT={git}");
+    // HEAD names the branch; the commit is in the branch's ref file (or packed-refs), which is
+    // what changes on a commit, so watch those too.
     println!("cargo:rerun-if-changed=.git/HEAD");
+    if let Ok(head) = fs::read_to_string(".git/HEAD") {
+        if let Some(branch) = head.trim().strip_prefix("ref: ") {
+            println!("cargo:rerun-if-changed=.git/{branch}");
+        }
+    }
+    println!("cargo:rerun-if-changed=.git/packed-refs");
 
     embed_web_assets(&manifest_dir, &out);
 }
