@@ -55,8 +55,9 @@ const STATUS_REFRESH: Duration = Duration::from_secs(1);
 const TUN_BURST: usize = 64;
 const UDP_BURST: usize = 64;
 /// Socket buffers for the UDP socket: bursts of a fast sender wait here instead of being dropped
-/// (tailscaled asks for 7 MB; a router's RAM budget says less).
-const UDP_BUFFER_BYTES: usize = 1 << 20;
+/// (tailscaled forces 7 MiB; 1 MiB still dropped ~300 datagrams per second of TCP at 700 Mbit/s
+/// here). Kernel memory, used only while a burst waits.
+const UDP_BUFFER_BYTES: usize = 4 << 20;
 
 /// How the engine is set up (from the board and `tinytail run` flags).
 #[derive(Clone)]
