@@ -93,6 +93,29 @@ bench_tt_join() {
 
 bench_stop() { bench_kill "${BENCH_PID[$1]}"; }
 
+# Pinned routers and clients for the Headscale-rig benches (throughput, startup). The caller
+# declares `declare -A PID`; each start records PID[NAME]; LOG (default NAME) names the log file.
+# bench_pinned_tailscaled NS NAME CPU [LOG]: tailscaled as rig_tailscaled_start starts it, on CPU.
+bench_pinned_tailscaled() {
+  local d="$RIG_DIR/$2"
+  mkdir -p "$d"
+  rig_bg "$1" "${4:-$2}" env SSL_CERT_FILE="$RIG_CA" taskset -c "$3" "$(rig_peers)/tailscaled" \
+    --state="$d/tailscaled.state" --statedir="$d" --socket="$d/tailscaled.sock" \
+    --tun="ts-$2" --port=41641 --no-logs-no-support
+  PID[$2]="$RIG_LAST_PID"
+}
+# bench_pinned_tinytail NS NAME CPU [LOG]: tinytail run on CPU, web page off.
+bench_pinned_tinytail() {
+  local d="$RIG_DIR/$2"
+  mkdir -p "$d"
+  rig_bg "$1" "${4:-$2}" env SSL_CERT_FILE="$RIG_CA" taskset -c "$3" "$TT_BIN" run \
+    --state "$d/state.img" --socket "$d/tinytail.sock" --web-listen off
+  PID[$2]="$RIG_LAST_PID"
+}
+# bench_hs_node_id NAME / bench_hs_approve NAME: Headscale's id for NAME; approve its LAN route.
+bench_hs_node_id() { rig_hs nodes list -o json | jq -r --arg n "$1" '.[] | select(.given_name == $n) | .id'; }
+bench_hs_approve() { rig_hs nodes approve-routes --identifier "$(bench_hs_node_id "$1")" --routes 192.0.2.0/24 >/dev/null; }
+
 bench_status() {
   local name="$1"
   case "${BENCH_KIND[$name]}" in

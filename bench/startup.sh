@@ -45,26 +45,9 @@ load_start="$(cut -d" " -f1-3 /proc/loadavg)"  # the machine may be shared: show
 
 declare -A PID
 r=0  # the round (0: registration); logs are $RIG_DIR/NAME-ROUND.log
-ts_start() { # NS NAME CPU: tailscaled (as rig_tailscaled_start, pinned)
-  local d="$RIG_DIR/$2"
-  mkdir -p "$d"
-  rig_bg "$1" "$2-$r" env SSL_CERT_FILE="$RIG_CA" taskset -c "$3" "$PEERS/tailscaled" \
-    --state="$d/tailscaled.state" --statedir="$d" --socket="$d/tailscaled.sock" \
-    --tun="ts-$2" --port=41641 --no-logs-no-support
-  PID[$2]="$RIG_LAST_PID"
-}
-tt_start() { # NS NAME CPU: tinytail run, pinned
-  local d="$RIG_DIR/$2"
-  mkdir -p "$d"
-  rig_bg "$1" "$2-$r" env SSL_CERT_FILE="$RIG_CA" taskset -c "$3" "$TT_BIN" run \
-    --state "$d/state.img" --socket "$d/tinytail.sock" --web-listen off
-  PID[$2]="$RIG_LAST_PID"
-}
-approve() {
-  local id
-  id="$(rig_hs nodes list -o json | jq -r --arg n "$1" '.[] | select(.given_name == $n) | .id')"
-  rig_hs nodes approve-routes --identifier "$id" --routes 192.0.2.0/24 >/dev/null
-}
+ts_start() { bench_pinned_tailscaled "$1" "$2" "$3" "$2-$r"; }
+tt_start() { bench_pinned_tinytail "$1" "$2" "$3" "$2-$r"; }
+approve() { bench_hs_approve "$1"; }
 stop() { bench_kill "${PID[$1]}"; unset "PID[$1]"; }
 # peer_online NAME: the client lists NAME as online (prints true/false)
 peer_online() {

@@ -62,27 +62,17 @@ echo "pinning: router process on CPU $ROUTER_CPU; client tunnel, iperf3 client a
 load_start="$(cut -d" " -f1-3 /proc/loadavg)"  # the machine may be shared: shown under the table
 
 declare -A PID  # name -> pid of the running process
-# ts_start NS NAME CPU: tailscaled (as rig_tailscaled_start, pinned)
+# ts_start/tt_start NS NAME CPU: pinned (bench/lib.sh), then wait for the socket.
 ts_start() {
-  local d="$RIG_DIR/$2"
-  mkdir -p "$d"
-  rig_bg "$1" "$2" env SSL_CERT_FILE="$RIG_CA" taskset -c "$3" "$PEERS/tailscaled" \
-    --state="$d/tailscaled.state" --statedir="$d" --socket="$d/tailscaled.sock" \
-    --tun="ts-$2" --port=41641 --no-logs-no-support
-  PID[$2]="$RIG_LAST_PID"
-  rig_wait_for 30 "$2's socket" test -S "$d/tailscaled.sock" || rig_fail "tailscaled $2 did not start"
+  bench_pinned_tailscaled "$@"
+  rig_wait_for 30 "$2's socket" test -S "$RIG_DIR/$2/tailscaled.sock" || rig_fail "tailscaled $2 did not start"
 }
-# tt_start NS NAME CPU: tinytail run, pinned
 tt_start() {
-  local d="$RIG_DIR/$2"
-  mkdir -p "$d"
-  rig_bg "$1" "$2" env SSL_CERT_FILE="$RIG_CA" taskset -c "$3" "$TT_BIN" run \
-    --state "$d/state.img" --socket "$d/tinytail.sock" --web-listen off
-  PID[$2]="$RIG_LAST_PID"
-  rig_wait_for 10 "$2's socket" test -S "$d/tinytail.sock" || rig_fail "tinytail run ($2) did not start"
+  bench_pinned_tinytail "$@"
+  rig_wait_for 10 "$2's socket" test -S "$RIG_DIR/$2/tinytail.sock" || rig_fail "tinytail run ($2) did not start"
 }
-node_id() { rig_hs nodes list -o json | jq -r --arg n "$1" '.[] | select(.given_name == $n) | .id'; }
-approve() { rig_hs nodes approve-routes --identifier "$(node_id "$1")" --routes 192.0.2.0/24 >/dev/null; }
+node_id() { bench_hs_node_id "$1"; }
+approve() { bench_hs_approve "$1"; }
 stop() { bench_kill "${PID[$1]}"; unset "PID[$1]"; }
 
 # The client; the routers join fresh for each measurement (up/down below).
