@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use tinytail_core::control::noise;
 use tinytail_core::filter::Filter;
 use tinytail_core::key::{DiscoPublic, NodePublic, PrivateKey};
 use tinytail_core::route::PeerIndex;
@@ -34,6 +35,9 @@ pub struct PeerConfig {
 pub struct Config {
     pub node_private: PrivateKey,
     pub disco_private: PrivateKey,
+    /// Their public halves, derived once here (each is a Curve25519 scalar multiplication).
+    pub node_public: NodePublic,
+    pub disco_public: DiscoPublic,
     pub addresses: Vec<Prefix>,
     pub peers: Vec<PeerConfig>,
     pub derp_regions: Vec<DerpRegion>,
@@ -95,6 +99,8 @@ pub fn build(
     Some(Config {
         node_private: node_private.clone(),
         disco_private: disco_private.clone(),
+        node_public: NodePublic(noise::public_key(node_private)),
+        disco_public: DiscoPublic(noise::public_key(disco_private)),
         addresses: self_node.addresses.clone(),
         peers,
         derp_regions: netmap.derp_regions.values().cloned().collect(),

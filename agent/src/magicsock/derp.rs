@@ -110,14 +110,13 @@ async fn session(
     failures: &mut u32,
 ) -> Result<(), String> {
     let (mut io, mut buf) = dial_any(region, id).await?;
-    let server = login(&mut io, &mut buf, id).await?;
+    login(&mut io, &mut buf, id).await?;
     if home {
         let mut frame = [0u8; derp::HEADER_LEN + 1];
         let n =
             derp::write_frame(&mut frame, derp::kind::NOTE_PREFERRED, &[&[1]]).map_err(|e| e.to_string())?;
         io.write_all(&frame[..n]).await.map_err(|e| e.to_string())?;
     }
-    let _ = server;
     *failures = 0;
     let _ = events.send(DerpEvent::Connected { region: region.region_id }).await;
     let mut chunk = vec![0u8; 64 << 10];
@@ -206,8 +205,8 @@ async fn dial(node: &DerpNode, id: &Identity) -> Result<(transport::BoxIo, Vec<u
     Ok((io, rest))
 }
 
-/// ServerKey -> ClientInfo -> ServerInfo. Returns the server's key.
-async fn login(io: &mut transport::BoxIo, buf: &mut Vec<u8>, id: &Identity) -> Result<NodePublic, String> {
+/// ServerKey -> ClientInfo -> ServerInfo.
+async fn login(io: &mut transport::BoxIo, buf: &mut Vec<u8>, id: &Identity) -> Result<(), String> {
     let (kind, payload) = read_frame(io, buf).await?;
     let server = match Frame::parse(kind, &payload).map_err(|e| e.to_string())? {
         Frame::ServerKey(key) => key,
@@ -225,7 +224,7 @@ async fn login(io: &mut transport::BoxIo, buf: &mut Vec<u8>, id: &Identity) -> R
         }
         _ => return Err(format!("expected server info, got frame type {kind}")),
     }
-    Ok(server)
+    Ok(())
 }
 
 /// Reads one whole frame (login only; the steady state reads in the session loop).

@@ -23,7 +23,7 @@ use tinytail_core::filter::DropCounters;
 use tinytail_core::key::{DiscoPublic, NodePublic};
 use tinytail_core::route::PeerIndex;
 use tinytail_core::stun;
-use tinytail_core::wg::{Datapath, DatapathError, Output, Refusal, BUFFER_SIZE};
+use tinytail_core::wg::{Datapath, DatapathError, Output, BUFFER_SIZE};
 use tinytail_hal::net::linux::{self as linux_net, LinuxNet, Tun};
 use tinytail_hal::net::{NetControl, TUN_MTU};
 use tokio::io::unix::AsyncFd;
@@ -224,6 +224,19 @@ struct PeerState {
     paths: PeerPaths,
 }
 
+impl PeerState {
+    /// The region that reaches the peer: its home, else the one it last reached us through
+    /// (0: none known; the sender then uses our own home region).
+    fn derp_region(&self) -> u32 {
+        if self.home_derp != 0 {
+            self.home_derp
+        } else {
+            self.reply_derp.unwrap_or(0)
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
 enum PingTarget {
     Udp(SocketAddr),
     Derp(u32),
@@ -478,7 +491,7 @@ impl Engine {
             let home = self.home_region(config) == Some(region);
             let id = Identity {
                 private: config.node_private.0,
-                public: NodePublic(tinytail_core::control::noise::public_key(&config.node_private)),
+                public: config.node_public,
                 tls: self.opts.tls.clone(),
                 plain_http: self.opts.plain_http_derp,
             };
@@ -563,7 +576,6 @@ impl Engine {
             DatapathError::NoRoute => self.drops.no_route += 1,
             DatapathError::SourceNotAllowed => self.drops.source_not_allowed += 1,
             DatapathError::UnknownPeer => self.drops.unknown_peer += 1,
-            DatapathError::WireGuard(Refusal::NoSession | Refusal::Replay) => self.drops.wireguard += 1,
             DatapathError::WireGuard(_) | DatapathError::Malformed | DatapathError::BufferTooSmall => {
                 self.drops.wireguard += 1
             }
@@ -577,7 +589,7 @@ impl Engine {
         let now = Instant::now();
         let Some(state) = self.peers.get_mut(usize::from(peer)) else { return };
         let plan = state.paths.plan(now);
-        let region = state.reply_derp.filter(|_| state.home_derp == 0).unwrap_or(state.home_derp);
+        let region = state.derp_region();
         let key = state.key;
         if let Some(addr) = plan.direct {
             let _ = self.udp.try_send_to(&self.tx[..len], addr);
@@ -707,10 +719,10 @@ impl Engine {
     /// Seals and sends one disco message to `peer` over `target`.
     fn send_disco(&mut self, peer: PeerIndex, message: Message<'_>, target: PingTarget) {
         let Some(config) = self.config.as_ref() else { return };
-        let ours = DiscoPublic(tinytail_core::control::noise::public_key(&config.disco_private));
         let Some(state) = self.peers.get(usize::from(peer)) else { return };
         let mut out = [0u8; 1500];
-        let Ok(len) = state.disco_box.seal(&ours, random::bytes24(), &message, &mut out) else { return };
+        let sealed = state.disco_box.seal(&config.disco_public, random::bytes24(), &message, &mut out);
+        let Ok(len) = sealed else { return };
         let key = state.key;
         match target {
             PingTarget::Udp(addr) => {
@@ -724,17 +736,10 @@ impl Engine {
     fn send_ping(&mut self, peer: PeerIndex, target: PingTarget, cli: Option<oneshot::Sender<PingResult>>) {
         let Some(state) = self.peers.get(usize::from(peer)) else { return };
         let tx_id = random::bytes12();
-        let node_key = self
-            .config
-            .as_ref()
-            .map(|c| NodePublic(tinytail_core::control::noise::public_key(&c.node_private)));
+        let node_key = self.config.as_ref().map(|c| c.node_public);
         let key = state.key;
-        let send_target = match &target {
-            PingTarget::Udp(a) => PingTarget::Udp(*a),
-            PingTarget::Derp(r) => PingTarget::Derp(*r),
-        };
         self.pending.insert(tx_id, Pending { peer: key, target, sent: Instant::now(), cli });
-        self.send_disco(peer, Message::Ping { tx_id, node_key, padding: 0 }, send_target);
+        self.send_disco(peer, Message::Ping { tx_id, node_key, padding: 0 }, target);
     }
 
     /// Pings due candidates of `peer`, and tells it our endpoints via DERP when it has no
@@ -768,10 +773,7 @@ impl Engine {
     }
 
     fn peer_region(&self, peer: PeerIndex) -> u32 {
-        self.peers
-            .get(usize::from(peer))
-            .map(|p| if p.home_derp != 0 { p.home_derp } else { p.reply_derp.unwrap_or(0) })
-            .unwrap_or(0)
+        self.peers.get(usize::from(peer)).map_or(0, PeerState::derp_region)
     }
 
     /// `tinytail ping`: over the trusted direct path if there is one, else DERP (which also
@@ -884,7 +886,7 @@ impl Engine {
                 p.key,
                 PeerStatus {
                     cur_addr: p.paths.trusted(now),
-                    relay: if p.home_derp != 0 { p.home_derp } else { p.reply_derp.unwrap_or(0) },
+                    relay: p.derp_region(),
                     since_handshake,
                     tx_bytes,
                     rx_bytes,
