@@ -99,9 +99,18 @@ pub struct Shared {
     pub preferred_derp: u32,
     /// The datapath's status, while it runs.
     pub engine: Option<Arc<Mutex<magicsock::EngineStatus>>>,
+    /// Commands to the running datapath (`tinytail ping`, `netcheck`); set and cleared with `engine`.
+    engine_commands: Option<mpsc::Sender<magicsock::Command>>,
     /// Our direct endpoints, as magicsock found them (sent in MapRequest.Endpoints).
     pub endpoints: Vec<std::net::SocketAddr>,
     control_task: Option<JoinHandle<()>>,
+}
+
+impl Shared {
+    /// A copy of the datapath's status, while it runs.
+    pub fn engine_status(&self) -> Option<magicsock::EngineStatus> {
+        self.engine.as_ref().map(|e| e.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone())
+    }
 }
 
 /// The agent: shared state plus what never changes.
@@ -113,8 +122,6 @@ pub(crate) struct Agent {
     changed: watch::Sender<u64>,
     /// The web page's sessions and credentials (here so `tinytail web setup-code` reaches them).
     pub(crate) web: Arc<web::WebState>,
-    /// Commands to the running datapath (`tinytail ping`).
-    engine_commands: Arc<Mutex<Option<mpsc::Sender<magicsock::Command>>>>,
     /// Woken when magicsock's endpoints change, so the map loop tells control.
     endpoints_changed: Arc<tokio::sync::Notify>,
 }
@@ -169,6 +176,7 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
             version: opts.version,
             preferred_derp: 0,
             engine: None,
+            engine_commands: None,
             endpoints: Vec::new(),
             control_task: None,
         })),
@@ -178,7 +186,6 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
         store: Arc::new(store),
         ca_bundle: board.ca_bundle,
         changed: watch::channel(0).0,
-        engine_commands: Arc::new(Mutex::new(None)),
         endpoints_changed: Arc::new(tokio::sync::Notify::new()),
     };
     let listener = bind_socket(&opts.socket_path)?;
@@ -253,9 +260,11 @@ async fn supervise_datapath(
                 match magicsock::start(engine_opts, rx) {
                     Ok(handle) => {
                         log(&format!("datapath: {tun} up, UDP port {port}"));
-                        agent.lock().engine = Some(Arc::clone(&handle.status));
-                        *agent.engine_commands.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(handle.commands.clone());
+                        {
+                            let mut s = agent.lock();
+                            s.engine = Some(Arc::clone(&handle.status));
+                            s.engine_commands = Some(handle.commands.clone());
+                        }
                         tokio::spawn(forward_endpoints(agent.clone(), handle.endpoints.clone()));
                         tokio::spawn(follow_netcheck(agent.clone(), handle.netcheck.clone()));
                         running = Some((handle, configs));
@@ -267,8 +276,9 @@ async fn supervise_datapath(
                 if let Some((handle, _)) = running.take() {
                     handle.stop().await;
                 }
-                agent.lock().engine = None;
-                *agent.engine_commands.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                let mut s = agent.lock();
+                s.engine = None;
+                s.engine_commands = None;
             }
             (None, None) => {}
         }
@@ -398,16 +408,8 @@ async fn ping(agent: &Agent, target: &str, timeout: Duration) -> Reply {
     let Some((key, name, ip)) = found else {
         return Reply::Error(format!("no peer named \"{target}\" in the network map"));
     };
-    let commands = agent.engine_commands.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let Some(commands) = commands else {
-        return Reply::Error("the datapath is not running (is the node up?)".into());
-    };
-    let (tx, rx) = oneshot::channel();
-    if commands.send(magicsock::Command::Ping { peer: key, reply: tx }).await.is_err() {
-        return Reply::Error("the datapath stopped".into());
-    }
-    match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(pong)) => {
+    match ask_engine(agent, timeout, |reply| magicsock::Command::Ping { peer: key, reply }).await {
+        Ok(Some(pong)) => {
             let ms = pong.latency.as_secs_f64() * 1000.0;
             Reply::Ok {
                 message: format!("pong from {name} ({ip}) via {} in {ms:.0}ms", pong.via),
@@ -418,24 +420,36 @@ async fn ping(agent: &Agent, target: &str, timeout: Duration) -> Reply {
                 }),
             }
         }
-        _ => Reply::Error("timeout waiting for ping reply".into()),
+        Ok(None) => Reply::Error("timeout waiting for ping reply".into()),
+        Err(reply) => reply,
     }
+}
+
+/// Sends the running datapath a command carrying a reply channel and waits up to `timeout` for
+/// the answer (`Ok(None)`: no answer in time). `Err` is the reply for a datapath not running.
+async fn ask_engine<T>(
+    agent: &Agent,
+    timeout: Duration,
+    command: impl FnOnce(oneshot::Sender<T>) -> magicsock::Command,
+) -> Result<Option<T>, Reply> {
+    let Some(commands) = agent.lock().engine_commands.clone() else {
+        return Err(Reply::Error("the datapath is not running (is the node up?)".into()));
+    };
+    let (tx, rx) = oneshot::channel();
+    if commands.send(command(tx)).await.is_err() {
+        return Err(Reply::Error("the datapath stopped".into()));
+    }
+    Ok(tokio::time::timeout(timeout, rx).await.ok().and_then(Result::ok))
 }
 
 /// `tinytail netcheck`: a fresh STUN round through the datapath's socket, as `tailscale netcheck`
 /// reports it.
 async fn netcheck(agent: &Agent) -> Reply {
-    let commands = agent.engine_commands.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let Some(commands) = commands else {
-        return Reply::Error("the datapath is not running (is the node up?)".into());
-    };
-    let (tx, rx) = oneshot::channel();
-    if commands.send(magicsock::Command::Netcheck(tx)).await.is_err() {
-        return Reply::Error("the datapath stopped".into());
-    }
     let timeout = magicsock::netcheck::PROBE_TIMEOUT + Duration::from_secs(2);
-    let Ok(Ok(report)) = tokio::time::timeout(timeout, rx).await else {
-        return Reply::Error("netcheck did not finish".into());
+    let report = match ask_engine(agent, timeout, magicsock::Command::Netcheck).await {
+        Ok(Some(report)) => report,
+        Ok(None) => return Reply::Error("netcheck did not finish".into()),
+        Err(reply) => return reply,
     };
     let mut text = String::from("\nReport:\n");
     text.push_str(&format!("\t* UDP: {}\n", report.udp));

@@ -20,7 +20,7 @@ pub fn json(s: &Shared) -> Value {
         v["advertisedRoutes"] = json!(advertised);
         v
     });
-    let engine = s.engine.as_ref().map(|e| e.lock().unwrap_or_else(|p| p.into_inner()).clone());
+    let engine = s.engine_status();
     let peers: Map<String, Value> = nm
         .peers
         .iter()

@@ -323,11 +323,7 @@ fn index(agent: &Agent, config: &WebConfig, req: &Request) -> Response {
 /// built from (`None` while the datapath is not running), both under one lock.
 fn status_json(agent: &Agent) -> (serde_json::Value, Option<magicsock::EngineStatus>) {
     let s = agent.lock();
-    (crate::status::json(&s), engine_snapshot(&s))
-}
-
-fn engine_snapshot(s: &daemon::Shared) -> Option<magicsock::EngineStatus> {
-    s.engine.as_ref().map(|e| e.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone())
+    (crate::status::json(&s), s.engine_status())
 }
 
 fn setup_page(agent: &Agent, error: Option<&str>) -> Response {
@@ -660,7 +656,7 @@ fn device_source(agent: &Agent) -> api::DeviceSource {
         connected: s.control.connected,
         now: clock::rfc3339(clock::unix_now()),
         derp: s.netmap.derp_regions.get(&s.preferred_derp).map(|r| r.region_code.clone()).unwrap_or_default(),
-        engine: engine_snapshot(&s),
+        engine: s.engine_status(),
     }
 }
 
