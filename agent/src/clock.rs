@@ -16,9 +16,11 @@ pub fn rfc3339(unix: i64) -> String {
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` into Unix seconds; `None` if malformed.
+/// Works on bytes: the text comes from control and may hold multi-byte characters anywhere,
+/// where a `str` slice at a fixed offset would panic.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let b = text.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { text.get(r)?.parse().ok() };
+    let num = |r: std::ops::Range<usize>| digits(b.get(r)?);
     if b.len() < 20
         || b[4] != b'-'
         || b[7] != b'-'
@@ -33,16 +35,16 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
-    let mut rest = &text[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        rest = &frac[digits..];
+    let mut rest = &b[19..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        rest = &frac[n..];
     }
     let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
-            let mag = rest.get(1..3)?.parse::<i64>().ok()? * 3600 + rest.get(4..6)?.parse::<i64>().ok()? * 60;
-            if rest.starts_with('-') {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let mag = digits(&[*h1, *h2])? * 3600 + digits(&[*m1, *m2])? * 60;
+            if *sign == b'-' {
                 -mag
             } else {
                 mag
@@ -51,6 +53,15 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         _ => return None,
     };
     Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset)
+}
+
+/// A run of ASCII digits (at most 4 here, so no overflow); `None` for anything else, a sign
+/// included (`str::parse` would take `+123` as a year).
+fn digits(bytes: &[u8]) -> Option<i64> {
+    if bytes.is_empty() {
+        return None;
+    }
+    bytes.iter().try_fold(0i64, |n, &c| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0')))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -100,8 +111,32 @@ mod tests {
             "2023-11-14T22:13:20",
             "2023-11-14T22:13:20+0200",
             "xxxx-11-14T22:13:20Z",
+            "+023-11-14T22:13:20Z",
+            "2023-11-14T22:13:20+0:200",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    /// Control's strings are hostile input: a multi-byte character anywhere in a valid time must
+    /// give `None`, never a slicing panic. Replacing as many bytes as the character is long keeps
+    /// every length check passing (`+0\u{e9}00` is 6 bytes, like `+02:00`), so each byte-offset
+    /// check sees a non-ASCII byte; replacing one byte and inserting shift the rest instead.
+    #[test]
+    fn multi_byte_characters_anywhere_are_refused_without_panicking() {
+        for valid in ["2023-11-14T22:13:20Z", "2023-11-15T00:13:20+02:00", "2023-11-14T22:13:20.5-01:30"] {
+            for wide in ["\u{e9}", "\u{20ac}", "\u{1f600}"] {
+                for at in 0..=valid.len() {
+                    let rest = |skip: usize| valid.get(at + skip..).unwrap_or("");
+                    for text in [
+                        format!("{}{wide}{}", &valid[..at], rest(wide.len())),
+                        format!("{}{wide}{}", &valid[..at], rest(1)),
+                        format!("{}{wide}{}", &valid[..at], rest(0)),
+                    ] {
+                        assert_eq!(parse_rfc3339(&text), None, "{text}");
+                    }
+                }
+            }
         }
     }
 }
