@@ -6,39 +6,25 @@
 //! routes, addresses and SNAT) on `down`, logout, SIGTERM and SIGINT.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tinytail_core::control::CAPABILITY_VERSION;
-use tinytail_core::key::{AuthKey, DiscoPublic, NodePublic, PrivateKey};
+use tinytail_core::key::{DiscoPublic, PrivateKey};
 use tinytail_hal::board::Board;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, watch};
 
-use crate::control::session::{Session, PING_TIMEOUT};
-use crate::control::{http1, noise_io, transport, ControlError, ServerUrl};
-use crate::ipc::{Reply, Request, UpArgs};
+use crate::control::transport;
+use crate::ipc::{Reply, Request};
+use crate::log::log;
 use crate::netmap::NetMap;
-use crate::prefix::Prefix;
-use crate::state::{FlashState, Prefs, State, StateStore};
-use crate::tailcfg::{self, Hostinfo, MapRequest, NetInfo, RegisterAuth, RegisterRequest};
-use crate::{clock, magicsock, random, status, web, wgconfig};
+use crate::node::{handle_request, public_key_of, start_control_loop};
+use crate::shared::{Agent, Backend, ControlHealth, Shared};
+use crate::state::{FlashState, StateStore};
+use crate::{magicsock, random, web, wgconfig};
 
-/// The login server when `up` names none, as in tailscale.
-pub const DEFAULT_LOGIN_SERVER: &str = "https://controlplane.tailscale.com";
-/// Backoff between control reconnects: doubles from the base up to the cap, plus up to
-/// [`BACKOFF_JITTER`] of random jitter, so a returning server sees us within ~4 s.
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
-const BACKOFF_CAP: Duration = Duration::from_secs(3);
-const BACKOFF_JITTER: Duration = Duration::from_secs(1);
-/// Routes an exit node advertises (`ts:ipn/ipnlocal/local.go`).
-const EXIT_ROUTES: [&str; 2] = ["0.0.0.0/0", "::/0"];
-/// After a policy-only map update, wait this long (coalescing bursts) before re-polling for a
-/// full map that carries our own node.
-const POLICY_REFRESH_DELAY: Duration = Duration::from_millis(500);
 /// Reply lines from the CLI are at most this long.
 const REQUEST_MAX: usize = 64 << 10;
 
@@ -52,96 +38,6 @@ pub struct RunOptions {
     pub web: Option<web::WebConfig>,
     /// UDP port for WireGuard and disco (`--port`; 0 = any).
     pub port: u16,
-}
-
-/// Where the node stands, named as tailscale's `ipn.State`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    NoState,
-    NeedsLogin,
-    NeedsMachineAuth,
-    Stopped,
-    Starting,
-    Running,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::NoState => "NoState",
-            Backend::NeedsLogin => "NeedsLogin",
-            Backend::NeedsMachineAuth => "NeedsMachineAuth",
-            Backend::Stopped => "Stopped",
-            Backend::Starting => "Starting",
-            Backend::Running => "Running",
-        }
-    }
-}
-
-/// Health of the control connection, for status.
-#[derive(Debug, Clone, Default)]
-pub struct ControlHealth {
-    pub connected: bool,
-    /// Unix seconds since when we are disconnected after having been connected.
-    pub down_since: Option<i64>,
-    pub last_error: Option<String>,
-}
-
-/// Everything the tasks share. Locked briefly, never across an await.
-pub struct Shared {
-    pub state: State,
-    pub netmap: NetMap,
-    pub backend: Backend,
-    pub auth_url: Option<String>,
-    pub control: ControlHealth,
-    pub disco_public: DiscoPublic,
-    pub version: String,
-    pub preferred_derp: u32,
-    /// The datapath's status, while it runs.
-    pub engine: Option<Arc<Mutex<magicsock::EngineStatus>>>,
-    /// Commands to the running datapath (`tinytail ping`, `netcheck`); set and cleared with `engine`.
-    engine_commands: Option<mpsc::Sender<magicsock::Command>>,
-    /// Our direct endpoints, as magicsock found them (sent in MapRequest.Endpoints).
-    pub endpoints: Vec<std::net::SocketAddr>,
-    control_task: Option<JoinHandle<()>>,
-}
-
-impl Shared {
-    /// A copy of the datapath's status, while it runs.
-    pub fn engine_status(&self) -> Option<magicsock::EngineStatus> {
-        self.engine.as_ref().map(|e| e.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone())
-    }
-}
-
-/// The agent: shared state plus what never changes.
-#[derive(Clone)]
-pub(crate) struct Agent {
-    shared: Arc<Mutex<Shared>>,
-    pub(crate) store: Arc<FlashState>,
-    ca_bundle: &'static str,
-    changed: watch::Sender<u64>,
-    /// The web page's sessions and credentials (here so `tinytail web setup-code` reaches them).
-    pub(crate) web: Arc<web::WebState>,
-    /// Woken when magicsock's endpoints change, so the map loop tells control.
-    endpoints_changed: Arc<tokio::sync::Notify>,
-}
-
-impl Agent {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
-        // A panic while holding the lock would already have aborted the process (panic=abort).
-        self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn notify(&self) {
-        self.changed.send_modify(|n| *n += 1);
-    }
-
-    fn tls(&self, url: &ServerUrl) -> Result<Option<Arc<rustls::ClientConfig>>, ControlError> {
-        if !url.tls {
-            return Ok(None);
-        }
-        transport::tls_config(self.ca_bundle).map(Some).map_err(ControlError::Unreachable)
-    }
 }
 
 /// Runs the agent until killed.
@@ -165,6 +61,11 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
         Backend::Stopped
     };
     let start_control = state.registered && state.want_running;
+    // The web page's sessions and credentials; the daemon holds them so `tinytail web setup-code`
+    // reaches them over the CLI socket.
+    let web_state = Arc::new(web::WebState::new(
+        store.get_config(tinytail_hal::store::ConfigKey::WebPasswordHash).as_deref(),
+    ));
     let agent = Agent {
         shared: Arc::new(Mutex::new(Shared {
             state,
@@ -180,9 +81,6 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
             endpoints: Vec::new(),
             control_task: None,
         })),
-        web: Arc::new(web::WebState::new(
-            store.get_config(tinytail_hal::store::ConfigKey::WebPasswordHash).as_deref(),
-        )),
         store: Arc::new(store),
         ca_bundle: board.ca_bundle,
         changed: watch::channel(0).0,
@@ -193,7 +91,7 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
         opts.state_path.as_ref().map_or_else(|| board.storage.to_string(), |p| p.display().to_string());
     log(&format!("agent started; store {store_location}, socket {}", opts.socket_path.display()));
     if let Some(config) = opts.web {
-        web::start(&agent, config)?;
+        web::start(&agent, Arc::clone(&web_state), config)?;
     }
     let engine_opts = magicsock::Options {
         tun_name: board.tun_name.to_string(),
@@ -212,8 +110,8 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
         tokio::select! {
             accepted = listener.accept() => {
                 let (conn, _) = accepted.map_err(|e| format!("socket: {e}"))?;
-                let agent = agent.clone();
-                tokio::spawn(async move { handle_client(agent, conn).await });
+                let (agent, web_state) = (agent.clone(), Arc::clone(&web_state));
+                tokio::spawn(async move { handle_client(agent, &web_state, conn).await });
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -325,10 +223,6 @@ async fn forward_endpoints(agent: Agent, mut endpoints: watch::Receiver<Vec<std:
     }
 }
 
-fn public_key_of(key: &PrivateKey) -> [u8; 32] {
-    tinytail_core::control::noise::public_key(key)
-}
-
 /// Binds the CLI socket, root only (0600); a stale socket file from a dead agent is replaced.
 fn bind_socket(path: &Path) -> Result<UnixListener, String> {
     use std::os::unix::fs::PermissionsExt;
@@ -347,7 +241,7 @@ fn bind_socket(path: &Path) -> Result<UnixListener, String> {
     Ok(listener)
 }
 
-async fn handle_client(agent: Agent, conn: UnixStream) {
+async fn handle_client(agent: Agent, web_state: &web::WebState, conn: UnixStream) {
     let (read, mut write) = conn.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(REQUEST_MAX as u64));
@@ -361,6 +255,11 @@ async fn handle_client(agent: Agent, conn: UnixStream) {
             return;
         }
     };
+    if let Request::WebSetupCode = request {
+        let reply = Reply::Ok { message: web_state.issue_setup_code(), data: serde_json::Value::Null };
+        let _ = send(&mut write, &reply).await;
+        return;
+    }
     let (urls, mut url_rx) = tokio::sync::mpsc::unbounded_channel();
     let handled = handle_request(&agent, request, Some(urls));
     tokio::pin!(handled);
@@ -374,733 +273,8 @@ async fn handle_client(agent: Agent, conn: UnixStream) {
     let _ = send(&mut write, &reply).await;
 }
 
-/// One request, from the CLI socket or the web page (`web::change`): the single code path for
-/// every change. Login URLs of an interactive `up` go to `auth_urls` as they come.
-pub(crate) async fn handle_request(
-    agent: &Agent,
-    request: Request,
-    auth_urls: Option<tokio::sync::mpsc::UnboundedSender<String>>,
-) -> Reply {
-    match request {
-        Request::Up(args) => up(agent, args, auth_urls.as_ref()).await,
-        Request::Down => down(agent),
-        Request::Status => Reply::Ok { message: String::new(), data: status::json(&agent.lock()) },
-        Request::Logout => logout(agent).await,
-        Request::WebSetupCode => {
-            Reply::Ok { message: agent.web.issue_setup_code(), data: serde_json::Value::Null }
-        }
-        Request::Ping { target, timeout_ms } => ping(agent, &target, Duration::from_millis(timeout_ms)).await,
-        Request::Netcheck => netcheck(agent).await,
-    }
-}
-
-/// One disco ping through the datapath; the reply reads like tailscale's
-/// `pong from NAME (IP) via PATH in LATENCY`.
-async fn ping(agent: &Agent, target: &str, timeout: Duration) -> Reply {
-    let found = {
-        let s = agent.lock();
-        s.netmap.peers.iter().find(|p| peer_matches(p, target)).map(|p| {
-            let name = p.name.split('.').next().unwrap_or_default().to_string();
-            let ip = p.addresses.first().map(|a| a.addr.to_string()).unwrap_or_default();
-            (p.key, name, ip)
-        })
-    };
-    let Some((key, name, ip)) = found else {
-        return Reply::Error(format!("no peer named \"{target}\" in the network map"));
-    };
-    match ask_engine(agent, timeout, |reply| magicsock::Command::Ping { peer: key, reply }).await {
-        Ok(Some(pong)) => {
-            let ms = pong.latency.as_secs_f64() * 1000.0;
-            Reply::Ok {
-                message: format!("pong from {name} ({ip}) via {} in {ms:.0}ms", pong.via),
-                data: serde_json::json!({
-                    "via": pong.via,
-                    "direct": !pong.via.starts_with("DERP("),
-                    "latencyMs": ms,
-                }),
-            }
-        }
-        Ok(None) => Reply::Error("timeout waiting for ping reply".into()),
-        Err(reply) => reply,
-    }
-}
-
-/// Sends the running datapath a command carrying a reply channel and waits up to `timeout` for
-/// the answer (`Ok(None)`: no answer in time). `Err` is the reply for a datapath not running.
-async fn ask_engine<T>(
-    agent: &Agent,
-    timeout: Duration,
-    command: impl FnOnce(oneshot::Sender<T>) -> magicsock::Command,
-) -> Result<Option<T>, Reply> {
-    let Some(commands) = agent.lock().engine_commands.clone() else {
-        return Err(Reply::Error("the datapath is not running (is the node up?)".into()));
-    };
-    let (tx, rx) = oneshot::channel();
-    if commands.send(command(tx)).await.is_err() {
-        return Err(Reply::Error("the datapath stopped".into()));
-    }
-    Ok(tokio::time::timeout(timeout, rx).await.ok().and_then(Result::ok))
-}
-
-/// `tinytail netcheck`: a fresh STUN round through the datapath's socket, as `tailscale netcheck`
-/// reports it.
-async fn netcheck(agent: &Agent) -> Reply {
-    let timeout = magicsock::netcheck::PROBE_TIMEOUT + Duration::from_secs(2);
-    let report = match ask_engine(agent, timeout, magicsock::Command::Netcheck).await {
-        Ok(Some(report)) => report,
-        Ok(None) => return Reply::Error("netcheck did not finish".into()),
-        Err(reply) => return reply,
-    };
-    let mut text = String::from("\nReport:\n");
-    text.push_str(&format!("\t* UDP: {}\n", report.udp));
-    match report.global_v4 {
-        Some(addr) => text.push_str(&format!("\t* IPv4: yes, {addr}\n")),
-        None => text.push_str("\t* IPv4: (no addr found)\n"),
-    }
-    text.push_str("\t* IPv6: no (tinytail's socket is IPv4 only)\n");
-    let nearest = report.nearest.and_then(|r| report.latency.get(&r)).map(|(_, name, _)| name.as_str());
-    text.push_str(&format!(
-        "\t* Nearest DERP: {}\n",
-        nearest.unwrap_or("unknown (no response to latency probes)")
-    ));
-    text.push_str("\t* DERP latency:\n");
-    let mut by_latency: Vec<_> = report.latency.iter().collect();
-    by_latency.sort_by_key(|(_, (_, _, d))| *d);
-    for (_, (code, name, latency)) in by_latency {
-        text.push_str(&format!("\t\t- {code}: {:.1}ms ({name})\n", latency.as_secs_f64() * 1000.0));
-    }
-    for region in &report.unanswered {
-        text.push_str(&format!("\t\t- {region}: no answer\n"));
-    }
-    let data = serde_json::json!({
-        "UDP": report.udp,
-        "GlobalV4": report.global_v4.map(|a| a.to_string()),
-        "PreferredDERP": report.nearest,
-        "RegionLatency": report.latency.iter()
-            .map(|(r, (_, _, d))| (r.to_string(), serde_json::json!(d.as_secs_f64())))
-            .collect::<serde_json::Map<_, _>>(),
-    });
-    Reply::Ok { message: text.trim_end().to_string(), data }
-}
-
-fn peer_matches(peer: &crate::netmap::Node, target: &str) -> bool {
-    let fqdn = peer.name.trim_end_matches('.');
-    let short = fqdn.split('.').next().unwrap_or_default();
-    target.eq_ignore_ascii_case(fqdn)
-        || target.eq_ignore_ascii_case(short)
-        || target.eq_ignore_ascii_case(&peer.hostname)
-        || peer.addresses.iter().any(|a| a.addr.to_string() == target)
-}
-
 async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
     line.push(b'\n');
     write.write_all(&line).await
-}
-
-/// `tinytail up`: validate everything before any request, log in, start the map stream, and
-/// persist only once control accepted us.
-async fn up(
-    agent: &Agent,
-    args: UpArgs,
-    auth_urls: Option<&tokio::sync::mpsc::UnboundedSender<String>>,
-) -> Reply {
-    let auth_key = match args.auth_key.as_deref().map(AuthKey::check) {
-        Some(Err(e)) => return Reply::Error(e.to_string()),
-        Some(Ok(k)) => Some(k.expose_secret().to_string()),
-        None => None,
-    };
-    if let Some(routes) = &args.advertise_routes {
-        for r in routes {
-            if let Err(e) = Prefix::parse_route(r) {
-                return Reply::Error(e.to_string());
-            }
-        }
-    }
-    let (old_state, new_prefs) = {
-        let s = agent.lock();
-        let mut prefs = s.state.prefs.clone();
-        if let Some(v) = args.login_server {
-            prefs.login_server = v;
-        }
-        if prefs.login_server.is_empty() {
-            prefs.login_server = DEFAULT_LOGIN_SERVER.to_string();
-        }
-        if let Some(v) = args.hostname {
-            prefs.hostname = v;
-        }
-        if let Some(v) = args.advertise_routes {
-            prefs.advertise_routes = v;
-        }
-        if let Some(v) = args.advertise_exit_node {
-            prefs.advertise_exit_node = v;
-        }
-        prefs.snat_subnet_routes = args.snat_subnet_routes.unwrap_or(if s.state.registered {
-            prefs.snat_subnet_routes
-        } else {
-            true
-        });
-        if let Some(v) = args.accept_routes {
-            prefs.accept_routes = v;
-        }
-        (s.state.clone(), prefs)
-    };
-    if let Err(e) = ServerUrl::parse(&new_prefs.login_server) {
-        return Reply::Error(e.to_string());
-    }
-    stop_control_loop(agent);
-    {
-        let mut s = agent.lock();
-        if s.state.registered && s.state.prefs.login_server != new_prefs.login_server {
-            // Another control server: a fresh identity there.
-            s.state.registered = false;
-            s.state.node_key = None;
-            s.state.old_node_key = None;
-            s.state.node_id = None;
-            s.netmap = NetMap::default();
-        }
-        s.state.prefs = new_prefs;
-        s.backend = Backend::Starting;
-        s.auth_url = None;
-    }
-    agent.notify();
-
-    let (url_tx, mut url_rx) = tokio::sync::mpsc::unbounded_channel();
-    let login_fut = login(agent, auth_key.as_deref(), Some(url_tx));
-    tokio::pin!(login_fut);
-    let session = loop {
-        tokio::select! {
-            result = &mut login_fut => break result,
-            Some(url) = url_rx.recv() => { if let Some(out) = auth_urls { let _ = out.send(url); } }
-        }
-    };
-    let session = match session {
-        Ok(s) => s,
-        Err(e) => {
-            // Nothing was persisted; go back to where we were.
-            let restart = {
-                let mut s = agent.lock();
-                s.state = old_state;
-                s.backend = if s.state.registered {
-                    if s.state.want_running {
-                        Backend::Starting
-                    } else {
-                        Backend::Stopped
-                    }
-                } else {
-                    Backend::NeedsLogin
-                };
-                s.auth_url = None;
-                s.state.registered && s.state.want_running
-            };
-            if restart {
-                start_control_loop(agent, None);
-            }
-            agent.notify();
-            return Reply::Error(e.to_string());
-        }
-    };
-    start_control_loop(agent, Some(session));
-    let mut changed = agent.changed.subscribe();
-    let wait = async {
-        loop {
-            let backend = agent.lock().backend;
-            if backend == Backend::Running {
-                return Ok(());
-            }
-            if changed.changed().await.is_err() {
-                return Err("agent stopped".to_string());
-            }
-        }
-    };
-    let result = if args.timeout_secs == 0 {
-        wait.await
-    } else {
-        tokio::time::timeout(Duration::from_secs(args.timeout_secs), wait)
-            .await
-            .unwrap_or_else(|_| Err("timed out waiting for the map".into()))
-    };
-    match result {
-        Ok(()) => {
-            let data = status::json(&agent.lock());
-            Reply::Ok { message: "Success.".into(), data }
-        }
-        Err(e) => Reply::Error(e),
-    }
-}
-
-fn down(agent: &Agent) -> Reply {
-    stop_control_loop(agent);
-    let saved = {
-        let mut s = agent.lock();
-        s.state.want_running = false;
-        s.backend = if s.state.registered { Backend::Stopped } else { Backend::NeedsLogin };
-        s.netmap = NetMap::default();
-        s.control = ControlHealth::default();
-        agent.store.save(&s.state)
-    };
-    agent.notify();
-    match saved {
-        Ok(()) => Reply::Ok { message: String::new(), data: serde_json::Value::Null },
-        Err(e) => Reply::Error(format!("saving state: {e}")),
-    }
-}
-
-/// `tinytail logout`: tell control (a past `Expiry`), then forget the node key and prefs' login.
-async fn logout(agent: &Agent) -> Reply {
-    stop_control_loop(agent);
-    let (registered, prefs, machine, node) = {
-        let s = agent.lock();
-        (s.state.registered, s.state.prefs.clone(), s.state.machine_key.clone(), s.state.node_key.clone())
-    };
-    let mut warning = String::new();
-    if let (true, Some(machine), Some(node)) = (registered, machine, node) {
-        let result = async {
-            let url = ServerUrl::parse(&prefs.login_server)?;
-            let tls = agent.tls(&url)?;
-            let server_key = noise_io::fetch_server_key(&url, tls.as_ref()).await?;
-            let session = Session::open(&url, tls.as_ref(), &server_key, &machine).await?;
-            let hostinfo = hostinfo(&prefs, &agent.lock().version, 0);
-            let req = RegisterRequest {
-                version: CAPABILITY_VERSION,
-                node_key: NodePublic(public_key_of(&node)).to_string(),
-                old_node_key: None,
-                auth: None,
-                expiry: Some(tailcfg::LOGOUT_EXPIRY),
-                followup: "",
-                hostinfo: &hostinfo,
-                ephemeral: false,
-            };
-            session.register(&req).await.map(|_| ())
-        }
-        .await;
-        if let Err(e) = result {
-            warning = format!("logged out locally, but control was not told: {e}");
-        }
-    }
-    let saved = {
-        let mut s = agent.lock();
-        s.state.node_key = None;
-        s.state.old_node_key = None;
-        s.state.registered = false;
-        s.state.want_running = false;
-        s.state.node_id = None;
-        s.netmap = NetMap::default();
-        s.backend = Backend::NeedsLogin;
-        s.control = ControlHealth::default();
-        agent.store.save(&s.state)
-    };
-    agent.notify();
-    match saved {
-        Ok(()) => Reply::Ok { message: warning, data: serde_json::Value::Null },
-        Err(e) => Reply::Error(format!("saving state: {e}")),
-    }
-}
-
-fn start_control_loop(agent: &Agent, session: Option<Session>) {
-    let task = tokio::spawn(control_loop(agent.clone(), session));
-    if let Some(old) = agent.lock().control_task.replace(task) {
-        old.abort();
-    }
-}
-
-fn stop_control_loop(agent: &Agent) {
-    if let Some(task) = agent.lock().control_task.take() {
-        task.abort();
-    }
-}
-
-/// Keeps the map stream alive: on any failure, mark the outage (keeping the netmap), back off
-/// with jitter, log in again with the stored node key, and re-open the stream.
-async fn control_loop(agent: Agent, mut session: Option<Session>) {
-    let mut failures: u32 = 0;
-    loop {
-        let current = match session.take() {
-            Some(s) => Ok(s),
-            None => login(&agent, None, None).await,
-        };
-        let result = match current {
-            Ok(s) => map_loop(&agent, &s, &mut failures).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            log(&format!("control: {e}"));
-            {
-                let mut s = agent.lock();
-                if s.control.connected || s.control.down_since.is_none() {
-                    s.control.down_since = Some(clock::unix_now());
-                }
-                s.control.connected = false;
-                s.control.last_error = Some(e.to_string());
-            }
-            agent.notify();
-        }
-        failures = failures.saturating_add(1);
-        tokio::time::sleep(backoff(failures)).await;
-    }
-}
-
-/// Delay before reconnect attempt `failures` (1-based).
-fn backoff(failures: u32) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1 << failures.saturating_sub(1).min(8));
-    exp.min(BACKOFF_CAP) + Duration::from_millis(random::below(BACKOFF_JITTER.as_millis() as u64))
-}
-
-/// Connects and registers (auth key, interactive login with followup, restart with the stored
-/// node key, or NodeKeyExpired rotation). Persists the keys only once control authorized us.
-async fn login(
-    agent: &Agent,
-    auth_key: Option<&str>,
-    auth_urls: Option<tokio::sync::mpsc::UnboundedSender<String>>,
-) -> Result<Session, ControlError> {
-    let (prefs, mut machine, mut node, mut old_node, version, derp) = {
-        let s = agent.lock();
-        (
-            s.state.prefs.clone(),
-            s.state.machine_key.clone(),
-            s.state.node_key.clone(),
-            s.state.old_node_key,
-            s.version.clone(),
-            s.preferred_derp,
-        )
-    };
-    let url = ServerUrl::parse(&prefs.login_server)?;
-    let tls = agent.tls(&url)?;
-    let server_key = noise_io::fetch_server_key(&url, tls.as_ref()).await?;
-    let machine_key = machine.get_or_insert_with(random::private_key).clone();
-    let session = Session::open(&url, tls.as_ref(), &server_key, &machine_key).await?;
-    let hostinfo = hostinfo(&prefs, &version, derp);
-    let mut followup = String::new();
-    let mut rotated = false;
-    if self_key_expired(agent) {
-        // As tailscaled: an expired node key is replaced, and control told which one it replaces.
-        if let Some(old) = node.take() {
-            old_node = Some(NodePublic(public_key_of(&old)));
-            rotated = true;
-            log("control: node key expired; registering a new one");
-        }
-    }
-    let response = loop {
-        let node_key = node.get_or_insert_with(random::private_key).clone();
-        let req = RegisterRequest {
-            version: CAPABILITY_VERSION,
-            node_key: NodePublic(public_key_of(&node_key)).to_string(),
-            old_node_key: old_node.map(|k| k.to_string()),
-            auth: auth_key.filter(|_| followup.is_empty()).map(|k| RegisterAuth { auth_key: k }),
-            expiry: None,
-            followup: &followup,
-            hostinfo: &hostinfo,
-            ephemeral: false,
-        };
-        let resp = session.register(&req).await?;
-        if resp.node_key_expired && !rotated {
-            // Our node key is dead: a new one, with the old one as OldNodeKey (protocol.md §2.3).
-            old_node = Some(NodePublic(public_key_of(&node_key)));
-            node = Some(random::private_key());
-            rotated = true;
-            log("control: node key expired; registering a new one");
-            continue;
-        }
-        if !resp.auth_url.is_empty() && !resp.machine_authorized {
-            {
-                let mut s = agent.lock();
-                s.backend = Backend::NeedsLogin;
-                s.auth_url = Some(resp.auth_url.clone());
-            }
-            agent.notify();
-            log(&format!("control: login required: {}", resp.auth_url));
-            if let Some(tx) = &auth_urls {
-                let _ = tx.send(resp.auth_url.clone());
-            }
-            followup = resp.auth_url;
-            continue;
-        }
-        if !resp.machine_authorized {
-            let mut s = agent.lock();
-            s.backend = Backend::NeedsMachineAuth;
-            drop(s);
-            agent.notify();
-            return Err(ControlError::Refused(
-                "this node is registered but not yet authorized by an admin".into(),
-            ));
-        }
-        break resp;
-    };
-    let saved = {
-        let mut s = agent.lock();
-        s.state.machine_key = Some(machine_key);
-        s.state.node_key = node;
-        s.state.old_node_key = None;
-        s.state.registered = true;
-        s.state.want_running = true;
-        s.auth_url = None;
-        if s.backend != Backend::Running {
-            s.backend = Backend::Starting;
-        }
-        agent.store.save(&s.state)
-    };
-    agent.notify();
-    saved.map_err(|e| ControlError::Refused(format!("registered, but saving state failed: {e}")))?;
-    log(&format!("control: registered as {} ({})", response.login.login_name, prefs.login_server));
-    Ok(session)
-}
-
-/// True when the map says our node key has expired.
-fn self_key_expired(agent: &Agent) -> bool {
-    let s = agent.lock();
-    s.netmap.self_node.as_ref().is_some_and(|n| status::key_expired(n, clock::unix_now()))
-}
-
-/// Streams the map until it fails. Resets `failures` once a message arrived.
-async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Result<(), ControlError> {
-    let (node_public, disco, hostinfo_now, mut endpoints) = {
-        let s = agent.lock();
-        let node = s.state.node_key.as_ref().map(|k| NodePublic(public_key_of(k))).unwrap_or_default();
-        (node, s.disco_public, hostinfo(&s.state.prefs, &s.version, s.preferred_derp), endpoint_strings(&s))
-    };
-    // With Stream set, control may ignore Hostinfo, Endpoints and DiscoKey (capver >= 68): they go
-    // in a lite update sent once the first map arrived. Awaiting it before the stream cost a
-    // round trip before the first netmap (0.2-0.5 s with Headscale); sending both at once made
-    // tailscale's testcontrol with 1000 peers never send the first map.
-    let mut stream =
-        session.map_stream(&map_request(node_public, disco, &hostinfo_now, &endpoints, true)).await?;
-    let mut lite_sent = false;
-    let mut got_node = false;
-    let mut last_ping_url = String::new();
-    let mut refresh_at: Option<tokio::time::Instant> = None;
-    loop {
-        let refresh_due = async {
-            match refresh_at {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        let next = tokio::select! {
-            resp = stream.next() => Some(resp?),
-            () = refresh_due => None,
-            () = agent.endpoints_changed.notified() => {
-                // Endpoints or the home DERP changed: tell control both.
-                let hostinfo = {
-                    let s = agent.lock();
-                    endpoints = endpoint_strings(&s);
-                    hostinfo(&s.state.prefs, &s.version, s.preferred_derp)
-                };
-                let (session, endpoints) = (session.clone(), endpoints.clone());
-                tokio::spawn(async move {
-                    let req = map_request(node_public, disco, &hostinfo, &endpoints, false);
-                    if let Err(e) = session.lite_update(&req).await {
-                        log(&format!("control: endpoints update: {e}"));
-                    }
-                });
-                continue;
-            }
-        };
-        let Some(resp) = next else {
-            // Open the new poll before dropping the old one, so control never sees us offline.
-            refresh_at = None;
-            stream =
-                session.map_stream(&map_request(node_public, disco, &hostinfo_now, &endpoints, true)).await?;
-            got_node = false;
-            continue;
-        };
-        *failures = 0;
-        if let Some(ping) = resp.ping_request.clone() {
-            if ping.url != last_ping_url {
-                last_ping_url = ping.url.clone();
-                tokio::spawn(answer_ping(agent.clone(), session.clone(), ping));
-            }
-        }
-        if resp.keep_alive {
-            let mut s = agent.lock();
-            if let Some(t) = resp.control_time {
-                s.netmap.control_time = Some(t);
-            }
-            continue;
-        }
-        if !got_node && resp.node.is_none() {
-            return Err(ControlError::Protocol("initial map response lacked the node".into()));
-        }
-        got_node = true;
-        if !lite_sent {
-            lite_sent = true;
-            let (session, hostinfo, endpoints) = (session.clone(), hostinfo_now.clone(), endpoints.clone());
-            tokio::spawn(async move {
-                let req = map_request(node_public, disco, &hostinfo, &endpoints, false);
-                if let Err(e) = session.lite_update(&req).await {
-                    log(&format!("control: hostinfo update: {e}"));
-                }
-            });
-        }
-        let policy_only =
-            resp.node.is_none() && (resp.packet_filters.is_some() || resp.packet_filter.is_some());
-        if policy_only && !hostinfo_now.routable_ips.is_empty() {
-            // A policy change while we advertise routes. Headscale v0.29.2 sends route approvals
-            // this way without our own node (state.go `SetApprovedRoutes` -> `PolicyChange`, no
-            // origin node), so our enabled routes would stay stale until the next full map:
-            // re-poll for one. Nodes that advertise nothing have nothing to learn from it.
-            refresh_at = Some(tokio::time::Instant::now() + POLICY_REFRESH_DELAY);
-        }
-        let derp_update = {
-            let mut s = agent.lock();
-            let applied = s.netmap.apply(resp);
-            for skipped in &applied.skipped {
-                log(&format!("map: skipped {skipped}"));
-            }
-            let expired =
-                s.netmap.self_node.as_ref().is_some_and(|n| status::key_expired(n, clock::unix_now()));
-            s.backend = if expired { Backend::NeedsLogin } else { Backend::Running };
-            s.control = ControlHealth { connected: true, down_since: None, last_error: None };
-            s.state.node_id = s.netmap.self_node.as_ref().map(|n| n.id);
-            // Home DERP: the lowest region until netcheck has measured the nearest.
-            let derp = s.netmap.derp_regions.keys().next().copied().unwrap_or(0);
-            if derp != 0 && s.preferred_derp == 0 {
-                s.preferred_derp = derp;
-                Some(hostinfo(&s.state.prefs, &s.version, derp))
-            } else {
-                None
-            }
-        };
-        agent.notify();
-        if let Some(hostinfo) = derp_update {
-            let (session, endpoints) = (session.clone(), endpoints.clone());
-            tokio::spawn(async move {
-                let req = map_request(node_public, disco, &hostinfo, &endpoints, false);
-                if let Err(e) = session.lite_update(&req).await {
-                    log(&format!("control: hostinfo update: {e}"));
-                }
-            });
-        }
-    }
-}
-
-fn map_request<'a>(
-    node: NodePublic,
-    disco: DiscoPublic,
-    hostinfo: &'a Hostinfo,
-    endpoints: &'a [String],
-    stream: bool,
-) -> MapRequest<'a> {
-    MapRequest {
-        endpoints,
-        version: CAPABILITY_VERSION,
-        compress: if stream { "zstd" } else { "" },
-        keep_alive: stream,
-        node_key: node.to_string(),
-        disco_key: disco.to_string(),
-        stream,
-        hostinfo,
-        omit_peers: !stream,
-    }
-}
-
-fn endpoint_strings(s: &Shared) -> Vec<String> {
-    s.endpoints.iter().map(ToString::to_string).collect()
-}
-
-/// Answers a PingRequest (protocol.md §3.8): a HEAD to its URL, over Noise when it says so.
-/// c2n and disco/TSMP/ICMP pings are not answered yet.
-async fn answer_ping(agent: Agent, session: Session, ping: tailcfg::PingRequest) {
-    if !ping.types.is_empty() {
-        log(&format!("control: ping of type {:?} not supported yet", ping.types));
-        return;
-    }
-    let result = tokio::time::timeout(PING_TIMEOUT, async {
-        if ping.url_is_noise {
-            return session.head(&ping.url).await;
-        }
-        let (base, path) = split_url(&ping.url)
-            .ok_or_else(|| ControlError::Protocol(format!("bad ping URL {}", ping.url)))?;
-        let url = ServerUrl::parse(&base)?;
-        let tls = agent.tls(&url)?;
-        let mut io = transport::dial(&url, tls.as_ref()).await?;
-        let (head, _) =
-            http1::request(&mut io, "HEAD", &url.authority(), &path, &[("Connection", "close")]).await?;
-        Ok(head.status)
-    })
-    .await;
-    match result {
-        Ok(Ok(status)) if ping.log => log(&format!("control: answered ping (HTTP {status})")),
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => log(&format!("control: ping: {e}")),
-        Err(_) => log("control: ping timed out"),
-    }
-}
-
-/// `scheme://authority/path?query` -> (`scheme://authority`, `/path?query`).
-fn split_url(url: &str) -> Option<(String, String)> {
-    let scheme_end = url.find("://")? + 3;
-    match url[scheme_end..].find('/') {
-        Some(i) => Some((url[..scheme_end + i].to_string(), url[scheme_end + i..].to_string())),
-        None => Some((url.to_string(), "/".to_string())),
-    }
-}
-
-/// Hostinfo for register and map: hostname, OS, version, advertised routes, home DERP.
-pub fn hostinfo(prefs: &Prefs, version: &str, preferred_derp: u32) -> Hostinfo {
-    let mut routes: Vec<Prefix> =
-        prefs.advertise_routes.iter().filter_map(|r| Prefix::parse_route(r).ok()).collect();
-    if prefs.advertise_exit_node {
-        routes.extend(EXIT_ROUTES.iter().filter_map(|r| Prefix::parse_route(r).ok()));
-    }
-    routes.sort();
-    routes.dedup();
-    Hostinfo {
-        ipn_version: version.to_string(),
-        hostname: if prefs.hostname.is_empty() { system_hostname() } else { prefs.hostname.clone() },
-        os: std::env::consts::OS.to_string(),
-        machine: std::env::consts::ARCH.to_string(),
-        routable_ips: routes.iter().map(ToString::to_string).collect(),
-        net_info: (preferred_derp != 0).then_some(NetInfo { preferred_derp }),
-    }
-}
-
-fn system_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "tinytail".into())
-}
-
-pub fn log(msg: &str) {
-    eprintln!("{} tinytail: {msg}", clock::rfc3339(clock::unix_now()));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_stays_within_the_reconnect_budget() {
-        for failures in 1..40 {
-            let d = backoff(failures);
-            assert!(
-                d >= BACKOFF_BASE.min(BACKOFF_CAP) && d <= BACKOFF_CAP + BACKOFF_JITTER,
-                "{failures}: {d:?}"
-            );
-        }
-        assert!(backoff(1) < Duration::from_millis(1500));
-    }
-
-    #[test]
-    fn hostinfo_carries_sorted_unique_routes_and_exit_routes() {
-        let prefs = Prefs {
-            hostname: "gw".into(),
-            advertise_routes: vec!["192.0.2.0/24".into(), "10.0.0.0/8".into(), "192.0.2.0/24".into()],
-            advertise_exit_node: true,
-            ..Prefs::default()
-        };
-        let hi = hostinfo(&prefs, "0.1.0", 999);
-        assert_eq!(hi.hostname, "gw");
-        assert_eq!(hi.routable_ips, ["0.0.0.0/0", "10.0.0.0/8", "192.0.2.0/24", "::/0"]);
-        assert_eq!(hi.net_info, Some(NetInfo { preferred_derp: 999 }));
-        let json = serde_json::to_value(&hi).unwrap();
-        assert_eq!(json["NetInfo"]["PreferredDERP"], 999);
-        assert_eq!(json["RoutableIPs"][1], "10.0.0.0/8");
-    }
-
-    #[test]
-    fn split_url_separates_path() {
-        assert_eq!(split_url("https://h:1/a?b"), Some(("https://h:1".into(), "/a?b".into())));
-        assert_eq!(split_url("http://h"), Some(("http://h".into(), "/".into())));
-        assert_eq!(split_url("nope"), None);
-    }
 }

@@ -61,7 +61,7 @@ impl FlashState {
     pub fn open(storage: &Storage, override_path: Option<&Path>) -> Result<Self, String> {
         let store = store::open(storage, override_path).map_err(|e| format!("opening the store: {e}"))?;
         for warning in store.warnings() {
-            crate::daemon::log(&format!("store: {warning}"));
+            crate::log::log(&format!("store: {warning}"));
         }
         Ok(FlashState { store: Mutex::new(store) })
     }

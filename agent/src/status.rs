@@ -4,9 +4,9 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::daemon::Shared;
 use crate::netmap::Node;
 use crate::prefix::Prefix;
+use crate::shared::Shared;
 use crate::{clock, magicsock};
 
 /// Builds the status object from the shared state.
@@ -16,7 +16,7 @@ pub fn json(s: &Shared) -> Value {
     let self_node = nm.self_node.as_ref().map(|n| {
         let mut v = node_json(n, now);
         // Ours: what we advertise (our prefs) vs what control enabled for us.
-        let advertised = crate::daemon::hostinfo(&s.state.prefs, &s.version, 0).routable_ips;
+        let advertised = crate::shared::hostinfo(&s.state.prefs, &s.version, 0).routable_ips;
         v["advertisedRoutes"] = json!(advertised);
         v
     });
@@ -107,6 +107,9 @@ fn datapath_json(e: &magicsock::EngineStatus) -> Value {
             "SourceNotAllowed": e.drops.source_not_allowed,
             "UnknownPeer": e.drops.unknown_peer,
             "WireGuard": e.drops.wireguard,
+            "BadMac1": e.drops.bad_mac1,
+            "CookieReplies": e.drops.cookie_replies,
+            "UnderLoad": e.drops.under_load,
             "QueueFull": e.drops.queue_full,
         },
         "Netcheck": e.netcheck.as_ref().map(|r| json!({

@@ -134,7 +134,7 @@ impl MapStream {
                 let json = if self.compressed { zstd_decode(message)? } else { message.to_vec() };
                 self.buf.drain(..used);
                 if std::env::var_os(DEBUG_MAP_ENV).is_some() {
-                    crate::daemon::log(&format!("map message: {}", String::from_utf8_lossy(&json)));
+                    crate::log::log(&format!("map message: {}", String::from_utf8_lossy(&json)));
                 }
                 return serde_json::from_slice(&json)
                     .map_err(|e| ControlError::Protocol(format!("map response: {e}")));

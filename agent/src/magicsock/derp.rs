@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::control::{http1, transport, ControlError, ServerUrl};
-use crate::daemon::log;
+use crate::log::log;
 use crate::random;
 use crate::tailcfg::{DerpNode, DerpRegion};
 

@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use self::derp::{DerpEvent, DerpLink, Identity};
 use self::netcheck::{Netcheck, Report};
 use self::paths::PeerPaths;
-use crate::daemon::log;
+use crate::log::log;
 use crate::prefix::Prefix;
 use crate::random;
 use crate::wgconfig::Config;

@@ -7,7 +7,7 @@
 //! - `POST /setup`, `/login`, `/signout`: password and session ([`auth`]).
 //! - `POST /routes`, `/exit-node`, `/snat`, `/hostname`, `/tailnet/login`, `/tailnet/logout`:
 //!   changes, each turned into the same `ipc::Request` the CLI sends and handled by
-//!   `daemon::handle_request`, which persists them in the store.
+//!   `node::handle_request`, which persists them in the store.
 //! - `POST /api-token`: create (shown once) or revoke the API's bearer token.
 //! - `/api/v2/device/self[/routes]`: the JSON API ([`api`]), bearer token only.
 //!
@@ -37,8 +37,10 @@ use tokio::sync::Semaphore;
 
 use self::auth::{ApiToken, Credentials, Flash, LoginLimiter, PasswordHash, Sessions, SetupCode};
 use self::http::{HttpError, Request, Response};
-use crate::daemon::{self, Agent};
 use crate::ipc::{self, Reply, UpArgs};
+use crate::log::log;
+use crate::node::handle_request;
+use crate::shared::{hostinfo, Agent};
 use crate::{clock, magicsock, random};
 
 /// A static file of the page, gzipped by build.rs.
@@ -110,22 +112,30 @@ impl WebState {
     }
 }
 
+/// What every handler of the page works with: the agent (the node's state and the store) and
+/// the page's own state.
+#[derive(Clone)]
+struct Web {
+    node: Agent,
+    state: Arc<WebState>,
+}
+
 /// Binds the listener (so a wrong address fails `tinytail run` at once) and serves in the
 /// background.
-pub(crate) fn start(agent: &Agent, config: WebConfig) -> Result<(), String> {
+pub(crate) fn start(agent: &Agent, state: Arc<WebState>, config: WebConfig) -> Result<(), String> {
     let std_listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| format!("web: cannot listen on {}: {e}", config.listen))?;
     std_listener.set_nonblocking(true).map_err(|e| format!("web: {e}"))?;
     let listener = TcpListener::from_std(std_listener).map_err(|e| format!("web: {e}"))?;
     if config.listen.ip().is_unspecified() {
-        daemon::log(&format!(
+        log(&format!(
             "web: listening on every interface ({}), WAN and tailnet included, as asked",
             config.listen
         ));
     } else {
-        daemon::log(&format!("web: page at http://{}/", config.listen));
+        log(&format!("web: page at http://{}/", config.listen));
     }
-    let agent = agent.clone();
+    let web = Web { node: agent.clone(), state };
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
@@ -133,14 +143,14 @@ pub(crate) fn start(agent: &Agent, config: WebConfig) -> Result<(), String> {
             let (stream, peer) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) => {
-                    daemon::log(&format!("web: accept: {e}"));
+                    log(&format!("web: accept: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
-            let agent = agent.clone();
+            let web = web.clone();
             tokio::spawn(async move {
-                serve_connection(&agent, &config, stream, peer).await;
+                serve_connection(&web, &config, stream, peer).await;
                 drop(permit);
             });
         }
@@ -148,14 +158,14 @@ pub(crate) fn start(agent: &Agent, config: WebConfig) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve_connection(agent: &Agent, config: &WebConfig, mut stream: TcpStream, peer: SocketAddr) {
+async fn serve_connection(web: &Web, config: &WebConfig, mut stream: TcpStream, peer: SocketAddr) {
     let response = match tokio::time::timeout(IO_TIMEOUT, read_request(&mut stream)).await {
         Err(_) => return,
         Ok(Err(None)) => return,
         Ok(Err(Some(e))) => (Response::text(e.status(), e.message()), false),
         Ok(Ok(req)) => {
             let head_only = req.method == "HEAD";
-            (route(agent, config, &req, peer.ip()).await, head_only)
+            (route(web, config, &req, peer.ip()).await, head_only)
         }
     };
     let bytes = response.0.encode(response.1);
@@ -191,9 +201,9 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, Option<HttpErro
     Ok(req)
 }
 
-async fn route(agent: &Agent, config: &WebConfig, req: &Request, client: IpAddr) -> Response {
+async fn route(web: &Web, config: &WebConfig, req: &Request, client: IpAddr) -> Response {
     if req.path.starts_with("/api/") {
-        return api_route(agent, req).await;
+        return api_route(web, req).await;
     }
     let get = matches!(req.method.as_str(), "GET" | "HEAD");
     if get {
@@ -206,8 +216,8 @@ async fn route(agent: &Agent, config: &WebConfig, req: &Request, client: IpAddr)
                 .with_header("Vary", "Accept-Encoding".into());
         }
         return match req.path.as_str() {
-            "/" => index(agent, config, req),
-            "/setup" => setup_page(agent, None),
+            "/" => index(web, config, req),
+            "/setup" => setup_page(web, None),
             _ => Response::text(404, "not found"),
         };
     }
@@ -218,8 +228,8 @@ async fn route(agent: &Agent, config: &WebConfig, req: &Request, client: IpAddr)
         return Response::text(403, &format!("forbidden: {why}"));
     }
     match req.path.as_str() {
-        "/setup" => post_setup(agent, req, client).await,
-        "/login" => post_login(agent, req, client).await,
+        "/setup" => post_setup(web, req, client).await,
+        "/login" => post_login(web, req, client).await,
         path => {
             let Some(token) = req.cookie(SESSION_COOKIE).map(str::to_string) else {
                 return Response::text(
@@ -228,8 +238,8 @@ async fn route(agent: &Agent, config: &WebConfig, req: &Request, client: IpAddr)
                 );
             };
             let csrf_ok = {
-                let mut web = agent.web.lock();
-                match web.sessions.get(&token, Instant::now()) {
+                let mut page = web.state.lock();
+                match page.sessions.get(&token, Instant::now()) {
                     None => {
                         return Response::text(
                             403,
@@ -246,19 +256,19 @@ async fn route(agent: &Agent, config: &WebConfig, req: &Request, client: IpAddr)
             }
             let flash = match path {
                 "/signout" => {
-                    agent.web.lock().sessions.remove(&token);
+                    web.state.lock().sessions.remove(&token);
                     return Response::see_other("/").with_header("Set-Cookie", clear_cookie(SESSION_COOKIE));
                 }
-                "/routes" => post_routes(agent, req).await,
-                "/exit-node" => post_toggle(agent, req, |up, on| up.advertise_exit_node = Some(on)).await,
-                "/snat" => post_toggle(agent, req, |up, on| up.snat_subnet_routes = Some(on)).await,
-                "/hostname" => post_hostname(agent, req).await,
-                "/tailnet/login" => post_tailnet_login(agent, req).await,
-                "/tailnet/logout" => from_reply(change(agent, ipc::Request::Logout).await, "Logged out."),
-                "/api-token" => post_api_token(agent, &token, req),
+                "/routes" => post_routes(web, req).await,
+                "/exit-node" => post_toggle(web, req, |up, on| up.advertise_exit_node = Some(on)).await,
+                "/snat" => post_toggle(web, req, |up, on| up.snat_subnet_routes = Some(on)).await,
+                "/hostname" => post_hostname(web, req).await,
+                "/tailnet/login" => post_tailnet_login(web, req).await,
+                "/tailnet/logout" => from_reply(change(web, ipc::Request::Logout).await, "Logged out."),
+                "/api-token" => post_api_token(web, &token, req),
                 _ => return Response::text(404, "not found"),
             };
-            if let Some(s) = agent.web.lock().sessions.get(&token, Instant::now()) {
+            if let Some(s) = web.state.lock().sessions.get(&token, Instant::now()) {
                 s.flash = Some(flash);
             }
             Response::see_other("/")
@@ -287,22 +297,22 @@ fn check_origin(req: &Request) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn index(agent: &Agent, config: &WebConfig, req: &Request) -> Response {
-    let has_password = agent.web.lock().credentials.password.is_some();
+fn index(web: &Web, config: &WebConfig, req: &Request) -> Response {
+    let has_password = web.state.lock().credentials.password.is_some();
     if !has_password {
-        return setup_page(agent, None);
+        return setup_page(web, None);
     }
     let now = Instant::now();
     let token = req.cookie(SESSION_COOKIE).map(str::to_string);
     let session = token.as_deref().and_then(|t| {
-        let mut web = agent.web.lock();
-        let api_token = web.credentials.api_token.as_ref().map(|t| (t.id.clone(), t.created));
-        web.sessions.get(t, now).map(|s| (s.csrf.clone(), s.flash.take(), s.new_api_token.take(), api_token))
+        let mut page = web.state.lock();
+        let api_token = page.credentials.api_token.as_ref().map(|t| (t.id.clone(), t.created));
+        page.sessions.get(t, now).map(|s| (s.csrf.clone(), s.flash.take(), s.new_api_token.take(), api_token))
     });
     let Some((csrf, flash, new_api_token, api_token)) = session else {
         return login_page(None, 200);
     };
-    let (status, engine) = status_json(agent);
+    let (status, engine) = status_json(web);
     let listen_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_loopback());
     let lan_subnets = lan::read(config.lan_interface, listen_ip);
     let view = page::StatusView {
@@ -321,13 +331,13 @@ fn index(agent: &Agent, config: &WebConfig, req: &Request) -> Response {
 
 /// The status object, as `tinytail status --json` has it, and the datapath's status it was
 /// built from (`None` while the datapath is not running), both under one lock.
-fn status_json(agent: &Agent) -> (serde_json::Value, Option<magicsock::EngineStatus>) {
-    let s = agent.lock();
+fn status_json(web: &Web) -> (serde_json::Value, Option<magicsock::EngineStatus>) {
+    let s = web.node.lock();
     (crate::status::json(&s), s.engine_status())
 }
 
-fn setup_page(agent: &Agent, error: Option<&str>) -> Response {
-    let has_password = agent.web.lock().credentials.password.is_some();
+fn setup_page(web: &Web, error: Option<&str>) -> Response {
+    let has_password = web.state.lock().credentials.password.is_some();
     let csrf = auth::hex(&random::bytes32());
     Response::html(if error.is_some() { 400 } else { 200 }, page::setup(&csrf, has_password, error))
         .with_header("Set-Cookie", pre_csrf_cookie(&csrf))
@@ -348,31 +358,31 @@ fn pre_csrf_ok(req: &Request) -> bool {
     }
 }
 
-async fn post_setup(agent: &Agent, req: &Request, client: IpAddr) -> Response {
+async fn post_setup(web: &Web, req: &Request, client: IpAddr) -> Response {
     if !pre_csrf_ok(req) {
         return Response::text(403, "forbidden: missing or wrong CSRF token; reload the page");
     }
     let password = req.form("password").unwrap_or_default();
     let repeated = req.form("password2").unwrap_or_default();
     {
-        let mut web = agent.web.lock();
-        if web.credentials.password.is_some() {
+        let mut page = web.state.lock();
+        if page.credentials.password.is_some() {
             // A reset: only with the setup code, and rate-limited like the password.
             let now = Instant::now();
-            if let Err(wait) = web.limiter.check(client, now) {
+            if let Err(wait) = page.limiter.check(client, now) {
                 return too_many(wait);
             }
             let code = req.form("code").unwrap_or_default();
-            let valid = web.setup_code.as_ref().is_some_and(|c| c.accepts(&code, now));
+            let valid = page.setup_code.as_ref().is_some_and(|c| c.accepts(&code, now));
             if !valid {
-                web.limiter.failed(client, now);
-                drop(web);
-                return setup_page(agent, Some("wrong or expired setup code"));
+                page.limiter.failed(client, now);
+                drop(page);
+                return setup_page(web, Some("wrong or expired setup code"));
             }
         }
     }
     if let Err(e) = auth::check_new_password(&password, &repeated) {
-        return setup_page(agent, Some(&e));
+        return setup_page(web, Some(&e));
     }
     let salt: [u8; 16] = random::bytes32()[..16].try_into().unwrap_or([0; 16]);
     let hash = match tokio::task::spawn_blocking(move || {
@@ -384,42 +394,42 @@ async fn post_setup(agent: &Agent, req: &Request, client: IpAddr) -> Response {
         Err(_) => return Response::text(500, "hashing failed"),
     };
     let record = {
-        let mut web = agent.web.lock();
-        web.credentials.password = Some(hash);
-        web.setup_code = None;
-        web.sessions.clear();
-        web.limiter.succeeded(client);
-        web.credentials.encode()
+        let mut page = web.state.lock();
+        page.credentials.password = Some(hash);
+        page.setup_code = None;
+        page.sessions.clear();
+        page.limiter.succeeded(client);
+        page.credentials.encode()
     };
-    if let Err(e) = agent.store.put_config(ConfigKey::WebPasswordHash, Some(&record)) {
+    if let Err(e) = web.node.store.put_config(ConfigKey::WebPasswordHash, Some(&record)) {
         return Response::text(500, &format!("saving the password: {e}"));
     }
-    daemon::log("web: admin password set");
-    signed_in(agent, "Password set.")
+    log("web: admin password set");
+    signed_in(web, "Password set.")
 }
 
-async fn post_login(agent: &Agent, req: &Request, client: IpAddr) -> Response {
+async fn post_login(web: &Web, req: &Request, client: IpAddr) -> Response {
     if !pre_csrf_ok(req) {
         return Response::text(403, "forbidden: missing or wrong CSRF token; reload the page");
     }
     let hash = {
-        let mut web = agent.web.lock();
-        if let Err(wait) = web.limiter.check(client, Instant::now()) {
+        let mut page = web.state.lock();
+        if let Err(wait) = page.limiter.check(client, Instant::now()) {
             return too_many(wait);
         }
-        web.credentials.password.clone()
+        page.credentials.password.clone()
     };
     let Some(hash) = hash else { return Response::see_other("/") };
     let password = req.form("password").unwrap_or_default();
     let ok = password.len() <= auth::MAX_PASSWORD_LEN
         && tokio::task::spawn_blocking(move || hash.verify(&password)).await.unwrap_or(false);
     if !ok {
-        agent.web.lock().limiter.failed(client, Instant::now());
-        daemon::log(&format!("web: wrong password from {client}"));
+        web.state.lock().limiter.failed(client, Instant::now());
+        log(&format!("web: wrong password from {client}"));
         return login_page(Some("Wrong password."), 401);
     }
-    agent.web.lock().limiter.succeeded(client);
-    signed_in(agent, "Signed in.")
+    web.state.lock().limiter.succeeded(client);
+    signed_in(web, "Signed in.")
 }
 
 fn too_many(wait: Duration) -> Response {
@@ -428,11 +438,11 @@ fn too_many(wait: Duration) -> Response {
         .with_header("Retry-After", secs.to_string())
 }
 
-fn signed_in(agent: &Agent, message: &str) -> Response {
+fn signed_in(web: &Web, message: &str) -> Response {
     let token = {
-        let mut web = agent.web.lock();
-        let token = web.sessions.create(Instant::now(), random::bytes32(), random::bytes32());
-        if let Some(s) = web.sessions.get(&token, Instant::now()) {
+        let mut page = web.state.lock();
+        let token = page.sessions.create(Instant::now(), random::bytes32(), random::bytes32());
+        if let Some(s) = page.sessions.get(&token, Instant::now()) {
             s.flash = Some(Flash { ok: true, text: message.into() });
         }
         token
@@ -459,16 +469,15 @@ fn clear_cookie(name: &str) -> String {
 /// Runs a request through the daemon's handler (the CLI's path) in its own task, so a browser
 /// that goes away never cancels a change halfway. Returns the final reply, or, if the daemon
 /// sends a login URL first or takes longer than [`CHANGE_WAIT`], a note that it goes on.
-async fn change(agent: &Agent, request: ipc::Request) -> Result<String, String> {
+async fn change(web: &Web, request: ipc::Request) -> Result<String, String> {
     let (urls, mut url_rx) = tokio::sync::mpsc::unbounded_channel();
-    let task_agent = agent.clone();
-    let mut task =
-        tokio::spawn(async move { daemon::handle_request(&task_agent, request, Some(urls)).await });
+    let task_agent = web.node.clone();
+    let mut task = tokio::spawn(async move { handle_request(&task_agent, request, Some(urls)).await });
     tokio::select! {
         reply = &mut task => match reply {
             Ok(Reply::Ok { message, .. }) => Ok(message),
             Ok(Reply::Error(e)) => Err(e),
-            Ok(Reply::AuthUrl(_)) | Err(_) => Err("the agent ended the request early".into()),
+            Ok(Reply::AuthUrl(_)) | Err(_) => Err("the web ended the request early".into()),
         },
         Some(_) = url_rx.recv() => Ok("Open the login URL shown below to finish logging in.".into()),
         () = tokio::time::sleep(CHANGE_WAIT) => Ok("Still applying; this page refreshes.".into()),
@@ -483,13 +492,13 @@ fn from_reply(result: Result<String, String>, done: &str) -> Flash {
     }
 }
 
-fn registered(agent: &Agent) -> bool {
-    agent.lock().state.registered
+fn registered(web: &Web) -> bool {
+    web.node.lock().state.registered
 }
 
 const LOG_IN_FIRST: &str = "Log in to the tailnet first.";
 
-async fn post_routes(agent: &Agent, req: &Request) -> Flash {
+async fn post_routes(web: &Web, req: &Request) -> Flash {
     let text = req.form("routes").unwrap_or_default();
     let mut routes = Vec::new();
     for r in text.split([',', ' ', '\n']).map(str::trim).filter(|r| !r.is_empty()) {
@@ -500,28 +509,28 @@ async fn post_routes(agent: &Agent, req: &Request) -> Flash {
     }
     routes.sort();
     routes.dedup();
-    if !registered(agent) {
+    if !registered(web) {
         return Flash { ok: false, text: LOG_IN_FIRST.into() };
     }
     let up = UpArgs { advertise_routes: Some(routes), timeout_secs: UP_TIMEOUT_SECS, ..UpArgs::default() };
-    from_reply(change(agent, ipc::Request::Up(up)).await, "Routes saved.")
+    from_reply(change(web, ipc::Request::Up(up)).await, "Routes saved.")
 }
 
-async fn post_toggle(agent: &Agent, req: &Request, set: impl Fn(&mut UpArgs, bool)) -> Flash {
+async fn post_toggle(web: &Web, req: &Request, set: impl Fn(&mut UpArgs, bool)) -> Flash {
     let on = match req.form("on").as_deref() {
         Some("true") => true,
         Some("false") => false,
         _ => return Flash { ok: false, text: "bad form".into() },
     };
-    if !registered(agent) {
+    if !registered(web) {
         return Flash { ok: false, text: LOG_IN_FIRST.into() };
     }
     let mut up = UpArgs { timeout_secs: UP_TIMEOUT_SECS, ..UpArgs::default() };
     set(&mut up, on);
-    from_reply(change(agent, ipc::Request::Up(up)).await, "Saved.")
+    from_reply(change(web, ipc::Request::Up(up)).await, "Saved.")
 }
 
-async fn post_hostname(agent: &Agent, req: &Request) -> Flash {
+async fn post_hostname(web: &Web, req: &Request) -> Flash {
     let hostname = req.form("hostname").unwrap_or_default().trim().to_string();
     let valid = hostname.len() <= 63
         && hostname.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -533,14 +542,14 @@ async fn post_hostname(agent: &Agent, req: &Request) -> Flash {
             text: "A hostname is up to 63 letters, digits and inner dashes (empty: the system's).".into(),
         };
     }
-    if !registered(agent) {
+    if !registered(web) {
         return Flash { ok: false, text: LOG_IN_FIRST.into() };
     }
     let up = UpArgs { hostname: Some(hostname), timeout_secs: UP_TIMEOUT_SECS, ..UpArgs::default() };
-    from_reply(change(agent, ipc::Request::Up(up)).await, "Hostname saved.")
+    from_reply(change(web, ipc::Request::Up(up)).await, "Hostname saved.")
 }
 
-async fn post_tailnet_login(agent: &Agent, req: &Request) -> Flash {
+async fn post_tailnet_login(web: &Web, req: &Request) -> Flash {
     let auth_key = req.form("auth_key").map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
     if let Some(key) = &auth_key {
         // The CLI's check and message: API tokens and OAuth secrets are refused by name.
@@ -556,40 +565,40 @@ async fn post_tailnet_login(agent: &Agent, req: &Request) -> Flash {
     }
     let timeout_secs = if auth_key.is_some() { UP_TIMEOUT_SECS } else { LOGIN_TIMEOUT_SECS };
     let up = UpArgs { login_server, auth_key, timeout_secs, ..UpArgs::default() };
-    from_reply(change(agent, ipc::Request::Up(up)).await, "Logged in.")
+    from_reply(change(web, ipc::Request::Up(up)).await, "Logged in.")
 }
 
-fn post_api_token(agent: &Agent, session: &str, req: &Request) -> Flash {
+fn post_api_token(web: &Web, session: &str, req: &Request) -> Flash {
     let (record, shown, text) = {
-        let mut web = agent.web.lock();
+        let mut page = web.state.lock();
         let (shown, text) = match req.form("do").as_deref() {
             Some("create") => {
                 let (token, full) = ApiToken::new(random::bytes32(), clock::unix_now());
-                web.credentials.api_token = Some(token);
+                page.credentials.api_token = Some(token);
                 (Some(full), "API token created; it is shown below once.")
             }
             Some("revoke") => {
-                web.credentials.api_token = None;
+                page.credentials.api_token = None;
                 (None, "API token revoked.")
             }
             _ => return Flash { ok: false, text: "bad form".into() },
         };
-        (web.credentials.encode(), shown, text)
+        (page.credentials.encode(), shown, text)
     };
-    if let Err(e) = agent.store.put_config(ConfigKey::WebPasswordHash, Some(&record)) {
+    if let Err(e) = web.node.store.put_config(ConfigKey::WebPasswordHash, Some(&record)) {
         return Flash { ok: false, text: format!("saving the token: {e}") };
     }
-    if let Some(s) = agent.web.lock().sessions.get(session, Instant::now()) {
+    if let Some(s) = web.state.lock().sessions.get(session, Instant::now()) {
         s.new_api_token = shown;
     }
     Flash { ok: true, text: text.into() }
 }
 
-async fn api_route(agent: &Agent, req: &Request) -> Response {
+async fn api_route(web: &Web, req: &Request) -> Response {
     let presented = req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
     let authorized = {
-        let web = agent.web.lock();
-        match (&web.credentials.api_token, presented) {
+        let page = web.state.lock();
+        match (&page.credentials.api_token, presented) {
             (Some(token), Some(p)) => token.matches(p),
             _ => false,
         }
@@ -600,7 +609,7 @@ async fn api_route(agent: &Agent, req: &Request) -> Response {
     }
     let rest = req.path.strip_prefix("/api/v2/device/").unwrap_or("");
     let (id, sub) = rest.split_once('/').unwrap_or((rest, ""));
-    let src = device_source(agent);
+    let src = device_source(web);
     let ours = id == "self"
         || src
             .self_node
@@ -615,18 +624,18 @@ async fn api_route(agent: &Agent, req: &Request) -> Response {
             Err(e) => Response::json_error(400, &e),
         },
         ("GET" | "HEAD", "routes") => Response::json(200, &api::routes(&src)),
-        ("POST", "routes") => api_set_routes(agent, req).await,
+        ("POST", "routes") => api_set_routes(web, req).await,
         (_, "" | "routes") => Response::json_error(405, "method not allowed"),
         _ => Response::json_error(404, "not found"),
     }
 }
 
-async fn api_set_routes(agent: &Agent, req: &Request) -> Response {
+async fn api_set_routes(web: &Web, req: &Request) -> Response {
     let (subnets, exit) = match api::parse_routes_body(&req.body) {
         Ok(r) => r,
         Err(e) => return Response::json_error(400, &e),
     };
-    if !registered(agent) {
+    if !registered(web) {
         return Response::json_error(409, "not logged in to a tailnet");
     }
     let up = UpArgs {
@@ -635,17 +644,17 @@ async fn api_set_routes(agent: &Agent, req: &Request) -> Response {
         timeout_secs: UP_TIMEOUT_SECS,
         ..UpArgs::default()
     };
-    match change(agent, ipc::Request::Up(up)).await {
-        Ok(_) => Response::json(200, &api::routes(&device_source(agent))),
+    match change(web, ipc::Request::Up(up)).await {
+        Ok(_) => Response::json(200, &api::routes(&device_source(web))),
         Err(e) => Response::json_error(502, &e),
     }
 }
 
 /// A snapshot of what the device object shows. Only public keys leave this function.
-fn device_source(agent: &Agent) -> api::DeviceSource {
-    let s = agent.lock();
+fn device_source(web: &Web) -> api::DeviceSource {
+    let s = web.node.lock();
     let public = |k: &tinytail_core::key::PrivateKey| tinytail_core::control::noise::public_key(k);
-    let hostinfo = daemon::hostinfo(&s.state.prefs, &s.version, 0);
+    let hostinfo = hostinfo(&s.state.prefs, &s.version, 0);
     api::DeviceSource {
         self_node: s.netmap.self_node.clone(),
         machine_key: s.state.machine_key.as_ref().map(|k| MachinePublic(public(k)).to_string()),
