@@ -13,12 +13,19 @@
 //!
 //! WireGuard as Tailscale runs it: the static key is the node key, the preshared key is all
 //! zeros (none), and no persistent keepalive is configured (disco keeps NAT mappings open).
+//!
+//! Handshake floods (whitepaper section 5.3, "Denial of Service Mitigation & Cookies"): a
+//! datagram from the UDP socket passes one boringtun `RateLimiter` for our static key before
+//! anything else. It checks mac1 (keyed BLAKE2s, no Diffie-Hellman), so forged handshakes cost a
+//! hash, not an X25519; past [`HANDSHAKES_PER_SECOND`] it wants mac2 too and answers without it
+//! with a cookie reply. Only then is an initiation opened (one X25519) to find its sender.
 
 use core::net::IpAddr;
 use std::boxed::Box;
 use std::vec::Vec;
 
 use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{errors::WireGuardError, Packet as WireMessage, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 
@@ -37,6 +44,13 @@ pub const MIN_OUTPUT: usize = 148;
 pub const BUFFER_SIZE: usize = MAX_PACKET + DATA_OVERHEAD;
 /// Route table capacity per family: every peer's addresses plus subnet routes.
 pub const ROUTES_PER_FAMILY: usize = 4096;
+/// Handshake messages with a good mac1 accepted per second from the UDP socket before mac2 (a
+/// cookie) is required: boringtun's device uses 100 (`HANDSHAKE_RATE_LIMIT`, device/mod.rs). The
+/// count is reset by [`Datapath::reset_handshake_count`].
+pub const HANDSHAKES_PER_SECOND: u64 = 100;
+/// A cookie reply: type and reserved 4 + receiver index 4 + nonce 24 + cookie 16 + tag 16
+/// (whitepaper section 5.4.7).
+pub const COOKIE_REPLY_LEN: usize = 64;
 
 /// The peer route table the datapath uses.
 pub type PeerRoutes = RouteTable<ROUTES_PER_FAMILY, ROUTES_PER_FAMILY>;
@@ -102,6 +116,16 @@ pub enum Output {
     ToTun { len: usize },
 }
 
+/// Where a datagram from the UDP socket goes, decided before any per-peer work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// From this peer: hand it to [`Datapath::inbound`].
+    Peer(PeerIndex),
+    /// Under load, a handshake message without a valid mac2: send the first `len` bytes of the
+    /// output buffer (a cookie reply) back to the datagram's source address.
+    CookieReply { len: usize },
+}
+
 /// Why a packet went nowhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatapathError {
@@ -126,7 +150,10 @@ pub enum DatapathError {
 pub enum Refusal {
     /// Not a WireGuard message, or one of the wrong size or type.
     Malformed,
-    /// Failed authentication (MAC, AEAD tag, or a key that is not the peer's).
+    /// A handshake message whose mac1 is wrong: not meant for our key, or forged. Refused before
+    /// any Diffie-Hellman.
+    BadMac1,
+    /// Failed authentication (AEAD tag, or a key that is not the peer's).
     Unauthenticated,
     /// A replayed or out-of-window counter or handshake timestamp.
     Replay,
@@ -143,7 +170,9 @@ impl From<WireGuardError> for Refusal {
             E::IncorrectPacketLength | E::UnexpectedPacket | E::WrongPacketType | E::InvalidPacket => {
                 Refusal::Malformed
             }
-            E::WrongKey | E::InvalidMac | E::InvalidAeadTag => Refusal::Unauthenticated,
+            // boringtun returns InvalidMac only from its mac1 check (rate_limiter.rs).
+            E::InvalidMac => Refusal::BadMac1,
+            E::WrongKey | E::InvalidAeadTag => Refusal::Unauthenticated,
             E::InvalidTai64nTimestamp | E::WrongTai64nTimestamp | E::InvalidCounter | E::DuplicateCounter => {
                 Refusal::Replay
             }
@@ -192,6 +221,11 @@ pub struct Datapath {
     next_session: u32,
     routes: Box<PeerRoutes>,
     filter: Box<Filter>,
+    /// mac1/mac2 checks and cookie replies for datagrams from the UDP socket (its mac1 and cookie
+    /// keys are derived from our public key once, here, not per packet).
+    gate: RateLimiter,
+    /// Handshake initiations opened with a Diffie-Hellman to find their sender.
+    opened: u64,
 }
 
 impl Datapath {
@@ -200,6 +234,7 @@ impl Datapath {
         let our_private = StaticSecret::from(*our_private);
         let our_public = PublicKey::from(&our_private);
         Datapath {
+            gate: RateLimiter::new(&our_public, HANDSHAKES_PER_SECOND),
             our_private,
             our_public,
             peers: Vec::new(),
@@ -207,6 +242,7 @@ impl Datapath {
             next_session: 1,
             routes,
             filter,
+            opened: 0,
         }
     }
 
@@ -280,27 +316,58 @@ impl Datapath {
         self.peers.len()
     }
 
-    /// Which peer a WireGuard datagram is from, when its path does not say: responses, cookies
-    /// and data carry our receiver index; a handshake initiation names its sender only inside
-    /// the encrypted static key, which costs one Diffie-Hellman to read.
-    pub fn peer_for_datagram(&self, datagram: &[u8]) -> Option<PeerIndex> {
-        match Tunn::parse_incoming_packet(datagram).ok()? {
+    /// Which peer a datagram from the UDP socket (sent from `from`) is, when its path does not
+    /// say: responses, cookies and data carry our receiver index; a handshake initiation names
+    /// its sender only inside the encrypted static key, which costs one Diffie-Hellman to read.
+    /// Handshake messages first pass mac1 (and under load mac2) so that floods of forged ones
+    /// cost no Diffie-Hellman; a cookie reply for `from` may be written into `out`.
+    pub fn peer_for_datagram(
+        &mut self,
+        from: IpAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Result<Origin, DatapathError> {
+        if out.len() < COOKIE_REPLY_LEN {
+            return Err(DatapathError::BufferTooSmall);
+        }
+        let message = match self.gate.verify_packet(Some(from), datagram, out) {
+            Ok(message) => message,
+            Err(TunnResult::WriteToNetwork(reply)) => return Ok(Origin::CookieReply { len: reply.len() }),
+            Err(TunnResult::Err(e)) => return Err(DatapathError::WireGuard(e.into())),
+            // verify_packet returns nothing else.
+            Err(_) => return Err(DatapathError::WireGuard(Refusal::Malformed)),
+        };
+        let peer = match message {
             WireMessage::HandshakeInit(init) => {
-                let half = parse_handshake_anon(&self.our_private, &self.our_public, &init).ok()?;
+                self.opened += 1;
+                let half = parse_handshake_anon(&self.our_private, &self.our_public, &init)
+                    .map_err(|e| DatapathError::WireGuard(e.into()))?;
                 let key = NodePublic(half.peer_static_public);
-                let i = self.peers.iter().position(|p| p.node_key == key)?;
-                PeerIndex::try_from(i).ok()
+                self.peers.iter().position(|p| p.node_key == key).and_then(|i| PeerIndex::try_from(i).ok())
             }
             WireMessage::HandshakeResponse(p) => self.by_receiver_index(p.receiver_idx),
             WireMessage::PacketCookieReply(p) => self.by_receiver_index(p.receiver_idx),
             WireMessage::PacketData(p) => self.by_receiver_index(p.receiver_idx),
-        }
+        };
+        peer.map(Origin::Peer).ok_or(DatapathError::UnknownPeer)
     }
 
     fn by_receiver_index(&self, receiver: u32) -> Option<PeerIndex> {
         let session = receiver >> 8;
         let at = self.by_session.binary_search_by_key(&session, |(s, _)| *s).ok()?;
         Some(self.by_session[at].1)
+    }
+
+    /// Starts a new second of [`HANDSHAKES_PER_SECOND`]; call it on a timer (boringtun's device
+    /// does every second). Calls less than a second after the last reset do nothing.
+    pub fn reset_handshake_count(&self) {
+        self.gate.reset_count();
+    }
+
+    /// Handshake initiations opened so far with a Diffie-Hellman (by
+    /// [`Datapath::peer_for_datagram`]), whatever came of them.
+    pub fn initiations_opened(&self) -> u64 {
+        self.opened
     }
 
     /// Swaps in a new route table (built from a new netmap) without touching sessions.

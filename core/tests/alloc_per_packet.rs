@@ -4,7 +4,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use tinytail_core::wg::{BufferPool, DatapathError, Output};
+use tinytail_core::wg::{BufferPool, DatapathError, Origin, Output, Refusal, HANDSHAKES_PER_SECOND};
 
 #[path = "support/wg_pair.rs"]
 #[allow(dead_code)] // shared with the wg_bench example, which uses more of it
@@ -72,6 +72,9 @@ fn no_allocation_per_packet() {
         let (peer, out) = from.outbound(packet, wire).unwrap();
         assert_eq!(peer, from_peer);
         let Output::ToPeer { len } = out else { panic!("packet {i}: expected a data message") };
+        // As the agent does for a datagram from the UDP socket: find the peer, then decrypt.
+        let origin = to.peer_for_datagram(wg_pair::ip("198.18.0.20"), &wire[..len], plain);
+        assert_eq!(origin, Ok(Origin::Peer(to_peer)), "packet {i}");
         match to.inbound(to_peer, None, &wire[..len], plain).unwrap() {
             Output::ToTun { len } if len == PAYLOAD => forwarded += 1,
             other => panic!("packet {i}: unexpected {other:?}"),
@@ -103,4 +106,40 @@ fn spoofed_sources_and_filtered_ports_are_dropped() {
     // A new connection to a port the filter does not allow.
     let ssh = tcp_packet([100, 64, 0, 2], [192, 0, 2, 10], 22, SYN, 100);
     assert_eq!(send(&ssh), Err(DatapathError::Filtered));
+}
+
+#[test]
+fn refused_handshakes_allocate_nothing() {
+    let Pair { mut client, mut router, router_at_client, .. } = connected_pair();
+    let from = wg_pair::ip("198.18.0.20");
+    let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
+    // A genuine initiation: the client forgets the router and meets it again.
+    let router_key = client.peer(router_at_client).unwrap().node_key;
+    client.set_peers(&[]);
+    client.set_peers(&[router_key]);
+    let packet = tcp_packet([100, 64, 0, 2], [192, 0, 2, 10], 80, ACK, 100);
+    let (_, Output::ToPeer { len }) = client.outbound(&packet, &mut a).unwrap() else { panic!() };
+    let genuine = a[..len].to_vec();
+    let mut forged = genuine.clone();
+    forged[116] ^= 1; // mac1
+
+    // Opening a genuine initiation allocates inside boringtun (its AEAD open copies the static
+    // key's ciphertext): once per handshake, so these are outside the count. They bring the
+    // router to its limit.
+    for _ in 0..HANDSHAKES_PER_SECOND {
+        assert!(matches!(router.peer_for_datagram(from, &genuine, &mut b), Ok(Origin::Peer(_))));
+    }
+    let before = allocations();
+    for _ in 0..PACKETS / 10 {
+        let refused = router.peer_for_datagram(from, &forged, &mut b);
+        assert_eq!(refused, Err(DatapathError::WireGuard(Refusal::BadMac1)));
+    }
+    // Under load: cookie replies instead of handshakes.
+    for _ in 0..PACKETS / 10 {
+        let reply = router.peer_for_datagram(from, &genuine, &mut b);
+        assert!(matches!(reply, Ok(Origin::CookieReply { .. })), "{reply:?}");
+    }
+    let counted = allocations() - before;
+    println!("alloc_per_packet: refused handshakes and cookie replies, {counted} heap allocations");
+    assert_eq!(counted, 0, "heap allocations refusing handshakes");
 }

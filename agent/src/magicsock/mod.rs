@@ -23,7 +23,7 @@ use tinytail_core::filter::DropCounters;
 use tinytail_core::key::{DiscoPublic, NodePublic};
 use tinytail_core::route::PeerIndex;
 use tinytail_core::stun;
-use tinytail_core::wg::{Datapath, DatapathError, Output, BUFFER_SIZE};
+use tinytail_core::wg::{Datapath, DatapathError, Origin, Output, Refusal, BUFFER_SIZE};
 use tinytail_hal::net::linux::{self as linux_net, LinuxNet, Tun};
 use tinytail_hal::net::{NetControl, TUN_MTU};
 use tokio::io::unix::AsyncFd;
@@ -120,6 +120,12 @@ pub struct Drops {
     pub source_not_allowed: u64,
     pub unknown_peer: u64,
     pub wireguard: u64,
+    /// Handshake messages with a wrong mac1 (forged, or not for our key): no Diffie-Hellman spent.
+    pub bad_mac1: u64,
+    /// Handshake messages answered with a cookie reply instead (under load, no valid mac2).
+    pub cookie_replies: u64,
+    /// Handshake messages refused under load where no cookie reply is possible (through DERP).
+    pub under_load: u64,
     pub queue_full: u64,
 }
 
@@ -524,12 +530,15 @@ impl Engine {
             self.on_disco(&datagram, Source::Udp(from));
             return;
         }
-        let Some(dp) = self.datapath.as_ref() else { return };
-        let Some(peer) = dp.peer_for_datagram(&self.rx[..len]) else {
-            self.drops.unknown_peer += 1;
-            return;
-        };
-        self.on_wireguard(peer, len, Some(from.ip()));
+        let Some(dp) = self.datapath.as_mut() else { return };
+        match dp.peer_for_datagram(from.ip(), &self.rx[..len], &mut self.tx) {
+            Ok(Origin::Peer(peer)) => self.on_wireguard(peer, len, Some(from.ip())),
+            Ok(Origin::CookieReply { len }) => {
+                self.drops.cookie_replies += 1;
+                let _ = self.udp.try_send_to(&self.tx[..len], from);
+            }
+            Err(e) => self.count_drop(e),
+        }
     }
 
     /// A WireGuard message from `peer` in `self.rx[..len]`.
@@ -576,6 +585,8 @@ impl Engine {
             DatapathError::NoRoute => self.drops.no_route += 1,
             DatapathError::SourceNotAllowed => self.drops.source_not_allowed += 1,
             DatapathError::UnknownPeer => self.drops.unknown_peer += 1,
+            DatapathError::WireGuard(Refusal::BadMac1) => self.drops.bad_mac1 += 1,
+            DatapathError::WireGuard(Refusal::UnderLoad) => self.drops.under_load += 1,
             DatapathError::WireGuard(_) | DatapathError::Malformed | DatapathError::BufferTooSmall => {
                 self.drops.wireguard += 1
             }
@@ -800,6 +811,9 @@ impl Engine {
         if self.endpoints_read.is_none_or(|t| now.duration_since(t) >= ENDPOINT_REFRESH) {
             self.endpoints_read = Some(now);
             self.refresh_endpoints();
+        }
+        if let Some(dp) = self.datapath.as_ref() {
+            dp.reset_handshake_count();
         }
         for i in 0..self.peers.len() {
             let index = PeerIndex::try_from(i).unwrap_or(PeerIndex::MAX);

@@ -527,7 +527,7 @@ fn datapath_section(s: &Value, engine: Option<&EngineStatus>) -> String {
          id=\"endpoints\">{}</dd><dt>Home DERP</dt><dd id=\"home-derp\">{home}</dd><dt>Netcheck</dt><dd>{netcheck}</dd>\
          <dt>Filter drops</dt><dd id=\"filter-drops\">no rule {}, not local {}, malformed {}</dd>\
          <dt>Other drops</dt><dd id=\"drops\">no route {}, source not allowed {}, unknown peer {}, WireGuard {}, \
-         queue full {}</dd></dl>",
+         bad mac1 {}, cookie replies {}, under load {}, queue full {}</dd></dl>",
         esc(&e.tun),
         e.port,
         if endpoints.is_empty() { "none yet".into() } else { endpoints.join("<br>") },
@@ -538,6 +538,9 @@ fn datapath_section(s: &Value, engine: Option<&EngineStatus>) -> String {
         d.source_not_allowed,
         d.unknown_peer,
         d.wireguard,
+        d.bad_mac1,
+        d.cookie_replies,
+        d.under_load,
         d.queue_full,
     );
     // Every region the map, the engine or the last netcheck knows, in region order.
@@ -762,7 +765,16 @@ mod tests {
             home_derp: 999,
             peers,
             filter_drops: DropCounters { malformed: 1, not_local: 2, no_rule: 3 },
-            drops: Drops { no_route: 4, source_not_allowed: 5, unknown_peer: 6, wireguard: 7, queue_full: 8 },
+            drops: Drops {
+                no_route: 4,
+                source_not_allowed: 5,
+                unknown_peer: 6,
+                wireguard: 7,
+                bad_mac1: 9,
+                cookie_replies: 10,
+                under_load: 11,
+                queue_full: 8,
+            },
             netcheck: Some(Report {
                 udp: true,
                 global_v4: Some("198.18.0.2:41641".parse().unwrap()),
@@ -798,7 +810,10 @@ mod tests {
         assert!(html.contains("id=\"home-derp\">rig (region 999)"));
         assert!(html.contains("UDP <span class=\"ok\">works</span>; global IPv4 198.18.0.2:41641"));
         assert!(html.contains("no rule 3, not local 2, malformed 1"));
-        assert!(html.contains("no route 4, source not allowed 5, unknown peer 6, WireGuard 7, queue full 8"));
+        assert!(html.contains(
+            "no route 4, source not allowed 5, unknown peer 6, WireGuard 7, bad mac1 9, cookie replies 10, \
+             under load 11, queue full 8"
+        ));
         let region = |id: u32| {
             let at = html.find(&format!("data-region=\"{id}\"")).unwrap();
             html[at..at + html[at..].find("</tr>").unwrap()].to_string()
