@@ -29,7 +29,10 @@ usage: tinytail <command> [flags]
 
 commands:
   run         run the agent (flags: --state PATH, --socket PATH, --web-listen ADDR:PORT|off,
-                --port N: UDP port for WireGuard and disco, default 41641, 0 = any)
+                --port N: UDP port for WireGuard and disco, default 41641, 0 = any,
+                --lan-interface IFACE, --wan-interface IFACE: override the board's,
+                --web-listen-any: allow the page on every interface or the WAN,
+                --web-host NAME,...: more names the page answers to)
   up          connect to the tailnet, logging in if needed
                 --login-server URL  --auth-key KEY|file:PATH  --hostname NAME
                 --advertise-routes CIDR,...  --advertise-exit-node  --snat-subnet-routes=BOOL
@@ -47,7 +50,8 @@ commands:
   web setup-code  print a one-time code to set or reset the web page's admin password
   help        print this help
 
-Every verb but run, version, board and help takes --socket PATH (default /var/run/tinytail/tinytail.sock).
+Every verb but version, board, store and help takes --socket PATH (default /var/run/tinytail/tinytail.sock),
+before the verb (as `tailscale --socket=PATH status`) or after it.
 Not yet implemented (see README, \"Status\"): lock, cert.
 ";
 
@@ -56,14 +60,18 @@ const EXIT_USAGE: u8 = 2;
 
 /// Runs the command line and returns the process exit code.
 pub fn run(args: &[String], board: &Board, build: &Build) -> ExitCode {
+    let (verb, rest) = match split_global_flags(args.get(1..).unwrap_or(&[])) {
+        Ok(split) => split,
+        Err(failure) => return exit(Err(failure)),
+    };
+    let verb = verb.as_deref();
+    let rest = rest.as_slice();
     // `tinytail status | head -n1`: a closed pipe ends us quietly, as it ends C tools, instead of
     // a panic from println!. (The agent itself, `run`, keeps Rust's default of ignoring it.)
-    if args.get(1).map(String::as_str) != Some("run") {
+    if verb != Some("run") {
         // SAFETY: setting a signal disposition to its default has no preconditions.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    let verb = args.get(1).map(String::as_str);
-    let rest = args.get(2..).unwrap_or(&[]);
     let result = match verb {
         Some("version" | "--version" | "-version") => {
             println!(
@@ -96,6 +104,49 @@ pub fn run(args: &[String], board: &Board, build: &Build) -> ExitCode {
         }
         Some(other) => Err(Failure::Usage(format!("unknown command \"{other}\"; run `tinytail help`"))),
     };
+    exit(result)
+}
+
+/// Verbs that talk to (or are) the agent, and so take `--socket`.
+const SOCKET_VERBS: &[&str] = &["run", "up", "down", "logout", "status", "ip", "ping", "netcheck", "web"];
+/// Verbs whose first argument is a sub-verb (`web setup-code`): global flags go after it.
+const SUB_VERBS: &[&str] = &["web", "store"];
+
+/// Splits `[global flags] verb [args]`: global flags (`--socket PATH`, `--socket=PATH`, one or
+/// two dashes) may come before the verb, as tailscale's CLI takes them; they are handed to the
+/// verb with its own flags (a flag after the verb wins, being later), and dropped for verbs
+/// that do not talk to the agent.
+fn split_global_flags(args: &[String]) -> Result<(Option<String>, Vec<String>), Failure> {
+    let mut globals = Vec::new();
+    let mut i = 0;
+    while let Some(arg) = args.get(i) {
+        let body = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')).unwrap_or("");
+        let (name, inline) = body.split_once('=').map_or((body, None), |(n, v)| (n, Some(v)));
+        if name != SOCKET_FLAG.0 {
+            break;
+        }
+        let value = match inline {
+            Some(v) => v.to_string(),
+            None => {
+                i += 1;
+                args.get(i)
+                    .cloned()
+                    .ok_or_else(|| Failure::Usage("flag needs an argument: -socket".into()))?
+            }
+        };
+        globals.push(format!("--{name}={value}"));
+        i += 1;
+    }
+    let Some(verb) = args.get(i).cloned() else { return Ok((None, Vec::new())) };
+    let mut rest: Vec<String> = args.get(i + 1..).unwrap_or_default().to_vec();
+    if SOCKET_VERBS.contains(&verb.as_str()) && !globals.is_empty() {
+        let at = if SUB_VERBS.contains(&verb.as_str()) { rest.len().min(1) } else { 0 };
+        rest.splice(at..at, globals);
+    }
+    Ok((Some(verb), rest))
+}
+
+fn exit(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(msg)) => {
@@ -192,16 +243,30 @@ const SOCKET_FLAG: (&str, Kind) = ("socket", Kind::Value);
 fn cmd_run(args: &[String], board: &Board, build: &Build) -> Result<(), Failure> {
     let flags = Flags::parse(
         args,
-        &[SOCKET_FLAG, ("state", Kind::Value), ("web-listen", Kind::Value), ("port", Kind::Value)],
+        &[
+            SOCKET_FLAG,
+            ("state", Kind::Value),
+            ("web-listen", Kind::Value),
+            ("web-listen-any", Kind::Bool),
+            ("web-host", Kind::Value),
+            ("lan-interface", Kind::Value),
+            ("wan-interface", Kind::Value),
+            ("port", Kind::Value),
+        ],
     )?;
     let port = match flags.get("port") {
         None => crate::magicsock::DEFAULT_PORT,
         Some(p) => p.parse().map_err(|_| Failure::Usage(format!("invalid --port \"{p}\": want 0-65535")))?,
     };
+    let extra_names: Vec<String> =
+        flags.get("web-host").unwrap_or_default().split(',').map(str::to_string).collect();
     let web = web_listen(flags.get("web-listen"), board.web_listen)?.map(|listen| crate::web::WebConfig {
         listen,
         assets: build.web_assets,
-        lan_interface: board.lan_interface,
+        lan_interface: flags.get("lan-interface").unwrap_or(board.lan_interface).to_string(),
+        wan_interface: flags.get("wan-interface").unwrap_or(board.wan_interface).to_string(),
+        listen_any: flags.bool("web-listen-any") == Some(true),
+        host_names: crate::web::host::default_names(&crate::shared::system_hostname(), &extra_names),
     });
     let opts = RunOptions {
         state_path: flags.get("state").map(PathBuf::from),
@@ -520,6 +585,40 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn global_socket_flag_before_the_verb_in_both_spellings() {
+        let split = |list: &[&str]| split_global_flags(&args(list)).unwrap();
+        let socket_of =
+            |rest: &[String]| Flags::parse(rest, &[SOCKET_FLAG, ("json", Kind::Bool)]).unwrap().socket();
+        for list in [
+            &["--socket", "/tmp/a.sock", "status"][..],
+            &["--socket=/tmp/a.sock", "status"],
+            &["-socket", "/tmp/a.sock", "status"],
+            &["status", "--socket", "/tmp/a.sock"],
+        ] {
+            let (verb, rest) = split(list);
+            assert_eq!(verb.as_deref(), Some("status"), "{list:?}");
+            assert_eq!(socket_of(&rest), PathBuf::from("/tmp/a.sock"), "{list:?}");
+        }
+        // The later flag (after the verb) wins, as with any repeated flag.
+        let (_, rest) = split(&["--socket=/tmp/a.sock", "status", "--json", "--socket", "/tmp/b.sock"]);
+        assert_eq!(socket_of(&rest), PathBuf::from("/tmp/b.sock"));
+        // A sub-verb stays first; ping's peer stays last.
+        let (verb, rest) = split(&["--socket", "/tmp/a.sock", "web", "setup-code"]);
+        assert_eq!(
+            (verb.as_deref(), rest.as_slice()),
+            (Some("web"), &args(&["setup-code", "--socket=/tmp/a.sock"])[..])
+        );
+        let (_, rest) = split(&["--socket=/tmp/a.sock", "ping", "-c", "1", "peer"]);
+        assert_eq!(rest.last().map(String::as_str), Some("peer"));
+        // Verbs that never talk to the agent ignore it; a missing value is a usage error.
+        assert_eq!(split(&["--socket=/x", "version"]), (Some("version".into()), vec![]));
+        assert_eq!(split(&["--socket=/x"]), (None, vec![]));
+        assert!(matches!(split_global_flags(&args(&["--socket"])), Err(Failure::Usage(_))));
+        // Anything else before the verb is left for the verb check to refuse.
+        assert_eq!(split(&["--bogus", "status"]).0.as_deref(), Some("--bogus"));
     }
 
     #[test]

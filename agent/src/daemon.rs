@@ -6,7 +6,7 @@
 //! routes, addresses and SNAT) on `down`, logout, SIGTERM and SIGINT.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tinytail_core::key::{DiscoPublic, PrivateKey};
@@ -19,9 +19,8 @@ use tokio::sync::{oneshot, watch};
 use crate::control::transport;
 use crate::ipc::{Reply, Request};
 use crate::log::log;
-use crate::netmap::NetMap;
 use crate::node::{handle_request, public_key_of, start_control_loop};
-use crate::shared::{Agent, Backend, ControlHealth, Shared};
+use crate::shared::{Agent, Backend};
 use crate::state::{FlashState, StateStore};
 use crate::{magicsock, random, web, wgconfig};
 
@@ -50,42 +49,20 @@ pub fn run(board: &Board, opts: RunOptions) -> Result<(), String> {
 }
 
 async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
+    // A page that would face the WAN fails the start before anything else happens.
+    if let Some(config) = &opts.web {
+        web::check_listen(config)?;
+    }
     let store = FlashState::open(&board.storage, opts.state_path.as_deref())?;
     let state = store.load().map_err(|e| format!("loading state: {e}"))?;
     let disco = random::private_key();
-    let backend = if !state.registered {
-        Backend::NeedsLogin
-    } else if state.want_running {
-        Backend::Starting
-    } else {
-        Backend::Stopped
-    };
     let start_control = state.registered && state.want_running;
     // The web page's sessions and credentials; the daemon holds them so `tinytail web setup-code`
     // reaches them over the CLI socket.
     let web_state = Arc::new(web::WebState::new(
         store.get_config(tinytail_hal::store::ConfigKey::WebPasswordHash).as_deref(),
     ));
-    let agent = Agent {
-        shared: Arc::new(Mutex::new(Shared {
-            state,
-            netmap: NetMap::default(),
-            backend,
-            auth_url: None,
-            control: ControlHealth::default(),
-            disco_public: DiscoPublic(public_key_of(&disco)),
-            version: opts.version,
-            preferred_derp: 0,
-            engine: None,
-            engine_commands: None,
-            endpoints: Vec::new(),
-            control_task: None,
-        })),
-        store: Arc::new(store),
-        ca_bundle: board.ca_bundle,
-        changed: watch::channel(0).0,
-        endpoints_changed: Arc::new(tokio::sync::Notify::new()),
-    };
+    let agent = Agent::new(state, store, board.ca_bundle, opts.version, DiscoPublic(public_key_of(&disco)));
     let listener = bind_socket(&opts.socket_path)?;
     let store_location =
         opts.state_path.as_ref().map_or_else(|| board.storage.to_string(), |p| p.display().to_string());

@@ -92,6 +92,43 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
+    /// The agent of a node with this state: not connected, no netmap, no datapath yet.
+    pub(crate) fn new(
+        state: State,
+        store: FlashState,
+        ca_bundle: &'static str,
+        version: String,
+        disco_public: DiscoPublic,
+    ) -> Agent {
+        let backend = if !state.registered {
+            Backend::NeedsLogin
+        } else if state.want_running {
+            Backend::Starting
+        } else {
+            Backend::Stopped
+        };
+        Agent {
+            shared: Arc::new(Mutex::new(Shared {
+                state,
+                netmap: NetMap::default(),
+                backend,
+                auth_url: None,
+                control: ControlHealth::default(),
+                disco_public,
+                version,
+                preferred_derp: 0,
+                engine: None,
+                engine_commands: None,
+                endpoints: Vec::new(),
+                control_task: None,
+            })),
+            store: Arc::new(store),
+            ca_bundle,
+            changed: watch::channel(0).0,
+            endpoints_changed: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
         // A panic while holding the lock would already have aborted the process (panic=abort).
         self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -128,7 +165,8 @@ pub fn hostinfo(prefs: &Prefs, version: &str, preferred_derp: u32) -> Hostinfo {
     }
 }
 
-fn system_hostname() -> String {
+/// The kernel's hostname (`tinytail` if unreadable).
+pub(crate) fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "tinytail".into())

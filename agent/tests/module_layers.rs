@@ -8,8 +8,24 @@ use std::path::Path;
 
 /// Bottom to top.
 const LAYERS: &[&str] = &[
-    "clock", "random", "ipc", "prefix", "tailcfg", "store_cmd", "log", "netmap", "state", "control",
-    "wgconfig", "magicsock", "shared", "status", "node", "web", "daemon", "cli",
+    "clock",
+    "random",
+    "ipc",
+    "prefix",
+    "tailcfg",
+    "store_cmd",
+    "log",
+    "netmap",
+    "state",
+    "control",
+    "wgconfig",
+    "magicsock",
+    "shared",
+    "status",
+    "node",
+    "web",
+    "daemon",
+    "cli",
 ];
 
 /// The top-level `crate::` modules a source text names outside comments and test modules.
@@ -74,7 +90,8 @@ fn imports_point_down_the_layers() {
             }
             match LAYERS.iter().position(|m| *m == import) {
                 Some(l) if l < level => {}
-                _ => wrong.push(format!("{}: `{module}` imports `{import}`, which is not below it", rel.display())),
+                _ => wrong
+                    .push(format!("{}: `{module}` imports `{import}`, which is not below it", rel.display())),
             }
         }
     }
@@ -83,7 +100,8 @@ fn imports_point_down_the_layers() {
 
 #[test]
 fn the_scanner_sees_grouped_and_path_imports() {
-    let text = "use crate::{a, b::C};\nfn f() { crate::d::e(); }\n// crate::comment\n#[cfg(test)]\nuse crate::t;";
+    let text =
+        "use crate::{a, b::C};\nfn f() { crate::d::e(); }\n// crate::comment\n#[cfg(test)]\nuse crate::t;";
     let found: Vec<_> = crate_imports(text).into_iter().collect();
     assert_eq!(found, ["a", "b", "d"]);
 }

@@ -11,6 +11,9 @@
 //! - `POST /api-token`: create (shown once) or revoke the API's bearer token.
 //! - `/api/v2/device/self[/routes]`: the JSON API ([`api`]), bearer token only.
 //!
+//! Every request must name the router in its `Host` header, or it gets 403 ([`host`]: DNS
+//! rebinding); `tinytail run` refuses to serve the page on the WAN or on every interface unless
+//! told `--web-listen-any`.
 //! Browser requests that change anything need the session cookie (HttpOnly, SameSite=Strict),
 //! the session's CSRF token in the form, and, when the browser sends `Origin` or `Referer`,
 //! one naming this host. Sign-in and setup use a double-submit CSRF cookie instead. Responses
@@ -20,6 +23,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod host;
 pub mod http;
 pub mod lan;
 pub mod page;
@@ -53,12 +57,19 @@ pub struct Asset {
 }
 
 /// Where and what the web serves.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct WebConfig {
     pub listen: SocketAddr,
     pub assets: &'static [Asset],
-    /// The board's LAN interface, for the one-click route offer.
-    pub lan_interface: &'static str,
+    /// The LAN interface (board or `--lan-interface`): the one-click route offer, and its
+    /// addresses are names the page answers to.
+    pub lan_interface: String,
+    /// The WAN interface (board or `--wan-interface`): the page refuses to listen there.
+    pub wan_interface: String,
+    /// `--web-listen-any`: the owner allows a listen address on every interface or the WAN.
+    pub listen_any: bool,
+    /// Host names the page answers to besides its addresses ([`host::default_names`]).
+    pub host_names: Vec<String>,
 }
 
 /// Connections served at once; more wait in the kernel's backlog.
@@ -121,7 +132,7 @@ struct Web {
 }
 
 /// Binds the listener (so a wrong address fails `tinytail run` at once) and serves in the
-/// background.
+/// background. The daemon has run [`check_listen`] before anything else.
 pub(crate) fn start(agent: &Agent, state: Arc<WebState>, config: WebConfig) -> Result<(), String> {
     let std_listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| format!("web: cannot listen on {}: {e}", config.listen))?;
@@ -136,6 +147,7 @@ pub(crate) fn start(agent: &Agent, state: Arc<WebState>, config: WebConfig) -> R
         log(&format!("web: page at http://{}/", config.listen));
     }
     let web = Web { node: agent.clone(), state };
+    let config = Arc::new(config);
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
@@ -148,7 +160,7 @@ pub(crate) fn start(agent: &Agent, state: Arc<WebState>, config: WebConfig) -> R
                     continue;
                 }
             };
-            let web = web.clone();
+            let (web, config) = (web.clone(), Arc::clone(&config));
             tokio::spawn(async move {
                 serve_connection(&web, &config, stream, peer).await;
                 drop(permit);
@@ -201,7 +213,19 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, Option<HttpErro
     Ok(req)
 }
 
+/// Refuses a listen address on the WAN or on every interface unless allowed (see [`host`]).
+pub fn check_listen(config: &WebConfig) -> Result<(), String> {
+    let addresses = tinytail_hal::net::linux::addresses_by_interface()
+        .map_err(|e| format!("web: reading interface addresses: {e}"))?;
+    host::check_listen(config, &addresses)
+}
+
 async fn route(web: &Web, config: &WebConfig, req: &Request, client: IpAddr) -> Response {
+    // Every request, before anything else: a name that is not ours is a DNS-rebinding site.
+    let addresses = tinytail_hal::net::linux::addresses_by_interface().unwrap_or_default();
+    if !host::allowed(req.header("host"), config, &addresses) {
+        return Response::text(403, "forbidden: the Host header does not name this router");
+    }
     if req.path.starts_with("/api/") {
         return api_route(web, req).await;
     }
@@ -314,7 +338,7 @@ fn index(web: &Web, config: &WebConfig, req: &Request) -> Response {
     };
     let (status, engine) = status_json(web);
     let listen_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_loopback());
-    let lan_subnets = lan::read(config.lan_interface, listen_ip);
+    let lan_subnets = lan::read(&config.lan_interface, listen_ip);
     let view = page::StatusView {
         status: &status,
         csrf: &csrf,
@@ -680,6 +704,72 @@ mod tests {
             headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             ..Request::default()
         }
+    }
+
+    /// A page on 127.0.0.1:8088 over an empty store in a temp directory.
+    fn test_web(name: &str) -> (Web, WebConfig, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("tinytail-web-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = crate::state::FlashState::open(
+            &tinytail_hal::board::Storage::File("/nonexistent/unused.img"),
+            Some(&dir.join("state.img")),
+        )
+        .unwrap();
+        let agent = Agent::new(Default::default(), store, "", "test".into(), Default::default());
+        let config = WebConfig {
+            listen: "127.0.0.1:8088".parse().unwrap(),
+            assets: &[Asset { path: "/style.css", content_type: "text/css", gzip: &[] }],
+            lan_interface: "lan0".into(),
+            wan_interface: "wan0".into(),
+            listen_any: false,
+            host_names: host::default_names("gw", &[]),
+        };
+        (Web { node: agent, state: Arc::new(WebState::default()) }, config, dir)
+    }
+
+    #[test]
+    fn a_rebinding_host_gets_403_everywhere_and_cannot_set_the_first_password() {
+        let (web, config, dir) = test_web("rebinding");
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let request = |method: &str, path: &str, host: &str| Request {
+            method: method.into(),
+            path: path.into(),
+            headers: vec![
+                ("host".into(), host.into()),
+                ("origin".into(), format!("http://{host}")),
+                ("cookie".into(), format!("{PRE_CSRF_COOKIE}=t0ken")),
+                ("content-type".into(), "application/x-www-form-urlencoded".into()),
+            ],
+            body: b"csrf=t0ken&password=correct-horse-9&password2=correct-horse-9".to_vec(),
+            ..Request::default()
+        };
+        let client: IpAddr = "127.0.0.1".parse().unwrap();
+        for (method, path) in [
+            ("GET", "/"),
+            ("GET", "/setup"),
+            ("POST", "/setup"),
+            ("POST", "/login"),
+            ("POST", "/routes"),
+            ("GET", "/style.css"),
+            ("GET", "/api/v2/device/self"),
+            ("GET", "/nonexistent"),
+        ] {
+            let reply = runtime.block_on(route(
+                &web,
+                &config,
+                &request(method, path, "attacker.example:8088"),
+                client,
+            ));
+            assert_eq!(reply.status, 403, "{method} {path}");
+            assert!(reply.body.starts_with(b"forbidden"), "{method} {path}");
+        }
+        assert!(web.state.lock().credentials.password.is_none(), "the rebinding site set the password");
+        // The same setup request naming the router does set it: the Host alone made the difference.
+        let reply =
+            runtime.block_on(route(&web, &config, &request("POST", "/setup", "127.0.0.1:8088"), client));
+        assert_eq!(reply.status, 303, "{}", String::from_utf8_lossy(&reply.body));
+        assert!(web.state.lock().credentials.password.is_some());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

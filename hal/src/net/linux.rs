@@ -123,6 +123,24 @@ pub fn set_socket_buffers(socket: &impl AsRawFd, bytes: usize) -> io::Result<()>
 /// The unicast addresses of every interface that is up, except loopback and `skip` (our TUN):
 /// where peers may reach our UDP socket directly.
 pub fn interface_addresses(skip: &str) -> io::Result<Vec<IpAddr>> {
+    Ok(addresses_by_interface()?
+        .into_iter()
+        .filter(|a| !a.loopback && a.interface != skip)
+        .map(|a| a.addr)
+        .collect())
+}
+
+/// One address of an interface that is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub interface: String,
+    pub addr: IpAddr,
+    pub loopback: bool,
+}
+
+/// Every IPv4 and IPv6 address of every interface that is up, with the interface's name
+/// (getifaddrs: no netlink socket needed).
+pub fn addresses_by_interface() -> io::Result<Vec<InterfaceAddress>> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut list) } < 0 {
@@ -135,13 +153,7 @@ pub fn interface_addresses(skip: &str) -> io::Result<Vec<IpAddr>> {
         let entry = unsafe { &*at };
         at = entry.ifa_next;
         let up = entry.ifa_flags & (libc::IFF_UP as u32) != 0;
-        let loopback = entry.ifa_flags & (libc::IFF_LOOPBACK as u32) != 0;
-        if !up || loopback || entry.ifa_addr.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
-        if name.to_bytes() == skip.as_bytes() {
+        if !up || entry.ifa_addr.is_null() {
             continue;
         }
         // SAFETY: sa_family says which sockaddr type the pointer holds.
@@ -158,7 +170,13 @@ pub fn interface_addresses(skip: &str) -> io::Result<Vec<IpAddr>> {
                 _ => continue,
             }
         };
-        out.push(addr);
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
+        out.push(InterfaceAddress {
+            interface: name.to_string_lossy().into_owned(),
+            addr,
+            loopback: entry.ifa_flags & (libc::IFF_LOOPBACK as u32) != 0,
+        });
     }
     // SAFETY: `list` came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(list) };
