@@ -369,8 +369,19 @@ mod tests {
     #[test]
     fn every_prefix_of_a_request_parses_or_waits() {
         let raw = b"POST /a?b=c HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc";
-        for end in 0..raw.len() {
-            let _ = parse_head(&raw[..end]);
+        let head_end = raw.len() - 3;
+        for end in 0..=raw.len() {
+            match parse_head(&raw[..end]) {
+                Ok(None) => assert!(end < head_end, "a complete head ({end} bytes) was not parsed"),
+                Ok(Some((req, head_len, body_len))) => {
+                    assert!(end >= head_end, "parsed a head from {end} bytes, before its end");
+                    assert_eq!(
+                        (req.path.as_str(), req.query.as_str(), head_len, body_len),
+                        ("/a", "b=c", head_end, 3)
+                    );
+                }
+                Err(e) => panic!("prefix of {end} bytes: {e:?}"),
+            }
         }
     }
 
