@@ -144,9 +144,15 @@ impl NetMap {
         }
         if let Some(derp) = resp.derp_map {
             if let Some(regions) = derp.regions {
+                // The map key is the region's ID (`tailcfg.DERPMap`); a body that says otherwise
+                // takes the key, so lookups by key and by `region_id` agree.
                 self.derp_regions = regions
                     .into_iter()
-                    .filter_map(|(id, region)| Some((id.parse().ok()?, region?)))
+                    .filter_map(|(id, region)| {
+                        let (id, mut region) = (id.parse().ok()?, region?);
+                        region.region_id = id;
+                        Some((id, region))
+                    })
                     .collect();
             }
         }
@@ -420,6 +426,19 @@ mod tests {
         assert_eq!(nm.packet_filter().count(), 0, "non-nil empty means deny all");
         nm.apply(response(serde_json::json!({"PacketFilter": rule})));
         assert_eq!(nm.packet_filters.keys().collect::<Vec<_>>(), ["base", "new"]);
+    }
+
+    #[test]
+    fn derp_region_ids_follow_the_map_keys() {
+        let mut nm = full();
+        nm.apply(response(serde_json::json!({"DERPMap": {"Regions": {
+            "7": {"RegionID": 0, "RegionCode": "zero"},
+            "8": {"RegionID": 9, "RegionCode": "other"},
+            "x": {"RegionID": 10},
+            "-1": {"RegionID": 11},
+        }}})));
+        let ids: Vec<_> = nm.derp_regions.iter().map(|(k, r)| (*k, r.region_id)).collect();
+        assert_eq!(ids, [(7, 7), (8, 8)], "non-numeric and negative keys are dropped");
     }
 
     #[test]

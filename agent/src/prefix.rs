@@ -69,15 +69,16 @@ impl Prefix {
         Ok(p)
     }
 
-    /// The prefix with its host bits cleared.
+    /// The prefix with its host bits cleared. The fields are public, so `bits` past the address
+    /// size is possible; it masks nothing instead of underflowing.
     pub fn masked(self) -> Prefix {
         let addr = match self.addr {
             IpAddr::V4(a) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                let mask = u32::MAX.checked_shl(32u32.saturating_sub(u32::from(self.bits))).unwrap_or(0);
                 IpAddr::V4((u32::from(a) & mask).into())
             }
             IpAddr::V6(a) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.bits)).unwrap_or(0);
+                let mask = u128::MAX.checked_shl(128u32.saturating_sub(u32::from(self.bits))).unwrap_or(0);
                 IpAddr::V6((u128::from(a) & mask).into())
             }
         };
@@ -126,6 +127,38 @@ mod tests {
         }
         let err = Prefix::parse_route("192.0.2.1/24").unwrap_err();
         assert!(err.0.contains("did you mean 192.0.2.0/24"), "{err}");
+    }
+
+    #[test]
+    fn hostile_prefix_texts_are_errors() {
+        for bad in [
+            "",
+            "/",
+            "/24",
+            "1.2.3.4/",
+            "1.2.3.4/-1",
+            "1.2.3.4/+8",
+            "1.2.3.4/0x10",
+            "1.2.3.4/0008",
+            "1.2.3.4/256",
+            "1.2.3.4/99999999999999999999",
+            "1.2.3.\u{e9}/8",
+            "1.2.3.4/\u{e9}",
+            "1.2.3.4/8/8",
+            "::/1\u{e9}",
+        ] {
+            assert!(Prefix::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_bits_do_not_underflow() {
+        for addr in ["192.0.2.1".parse().unwrap(), "fd00::1".parse().unwrap()] {
+            let p = Prefix { addr, bits: 200 };
+            assert_eq!(p.masked(), p, "masks nothing");
+            assert!(p.contains(addr));
+            assert!(!p.is_host());
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// `time.Unix(123, 0)`: a past `Expiry` in a RegisterRequest means "log out"
 /// (`ts:control/controlclient/direct.go` `doLogin`).
@@ -83,7 +83,11 @@ pub struct Hostinfo {
     pub os: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub machine: String,
-    #[serde(rename = "RoutableIPs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "RoutableIPs",
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub routable_ips: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub net_info: Option<NetInfo>,
@@ -170,9 +174,11 @@ pub struct Node {
     pub key_signature: Option<String>,
     pub machine: Option<String>,
     pub disco_key: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub addresses: Vec<String>,
     #[serde(rename = "AllowedIPs")]
     pub allowed_ips: Option<Vec<String>>,
+    #[serde(deserialize_with = "null_as_default")]
     pub endpoints: Vec<String>,
     #[serde(rename = "DERP")]
     pub legacy_derp: String,
@@ -180,7 +186,9 @@ pub struct Node {
     pub home_derp: u32,
     pub hostinfo: Option<Hostinfo>,
     pub cap: u32,
+    #[serde(deserialize_with = "null_as_default")]
     pub tags: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub primary_routes: Vec<String>,
     pub last_seen: Option<String>,
     pub online: Option<bool>,
@@ -221,6 +229,7 @@ pub struct DerpRegion {
     pub region_id: u32,
     pub region_code: String,
     pub region_name: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub nodes: Vec<DerpNode>,
 }
 
@@ -244,10 +253,11 @@ pub struct DerpNode {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct FilterRule {
-    #[serde(rename = "SrcIPs")]
+    #[serde(rename = "SrcIPs", deserialize_with = "null_as_default")]
     pub src_ips: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub dst_ports: Vec<NetPortRange>,
-    #[serde(rename = "IPProto", skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "IPProto", skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
     pub ip_proto: Vec<i32>,
 }
 
@@ -288,4 +298,44 @@ pub struct KeyResponse {
 pub struct EarlyNoise {
     #[serde(rename = "nodeKeyChallenge")]
     pub node_key_challenge: String,
+}
+
+/// Go's encoder writes a nil slice as `null` unless the field is `omitempty` (a node without
+/// addresses comes as `"Addresses":null`), and Go's decoder takes `null` as the zero value. Serde
+/// would refuse it and lose the whole map response, so list fields read `null` as empty.
+fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As Go's encoder writes a node it knows only the ID and key of (taken from its output), a
+    /// region without nodes, and a filter rule without lists.
+    #[test]
+    fn go_nulls_for_nil_slices_read_as_empty() {
+        let json = r#"{"Peers":[{"ID":5,"StableID":"","Name":"","User":0,
+            "Key":"nodekey:a008d5bc2066bac8ec174a9c14649bf7878cb937f37df7d98b249fc5fb600238","Addresses":null}],
+            "DERPMap":{"Regions":{"7":{"RegionID":7,"Nodes":null}}},
+            "PacketFilter":[{"SrcIPs":null,"DstPorts":null,"IPProto":null}],
+            "Node":{"ID":1,"Addresses":null,"Endpoints":null,"Tags":null,"PrimaryRoutes":null,
+                "Hostinfo":{"RoutableIPs":null}}}"#;
+        let resp: MapResponse = serde_json::from_str(json).unwrap();
+        let peers = resp.peers.unwrap();
+        assert_eq!(peers[0].id, 5);
+        assert!(peers[0].addresses.is_empty());
+        let regions = resp.derp_map.unwrap().regions.unwrap();
+        assert!(regions["7"].as_ref().unwrap().nodes.is_empty());
+        assert_eq!(resp.packet_filter.unwrap(), [FilterRule::default()]);
+        assert!(resp.node.unwrap().hostinfo.unwrap().routable_ips.is_empty());
+    }
+
+    #[test]
+    fn a_wrong_type_is_an_error_not_a_panic() {
+        for bad in [r#"{"Peers":[{"ID":"x"}]}"#, r#"{"Peers":[null]}"#, r#"{"Node":{"Addresses":[1]}}"#, "["]
+        {
+            assert!(serde_json::from_str::<MapResponse>(bad).is_err(), "{bad}");
+        }
+    }
 }

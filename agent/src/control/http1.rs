@@ -40,6 +40,12 @@ pub async fn request(
     path: &str,
     extra: &[(&str, &str)],
 ) -> Result<(Head, Vec<u8>), ControlError> {
+    // The path can come from control (a PingRequest URL) and the authority from the DERP map: a
+    // CR or LF in either would end the line early and add headers of the sender's choosing.
+    let mut fields = [method, path, authority].into_iter().chain(extra.iter().flat_map(|(n, v)| [*n, *v]));
+    if fields.any(|f| f.bytes().any(|b| b.is_ascii_control())) {
+        return Err(ControlError::Protocol(format!("control character in an HTTP request to {authority:?}")));
+    }
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {USER_AGENT}\r\n");
     for (name, value) in extra {
         req.push_str(&format!("{name}: {value}\r\n"));
@@ -98,7 +104,7 @@ pub async fn read_body(
     // Chunked or close-delimited: read to EOF (we always send Connection: close), then decode.
     let mut chunk = [0u8; 4096];
     loop {
-        if already.len() > limit + HEAD_MAX {
+        if already.len() > limit.saturating_add(HEAD_MAX) {
             return Err(too_big());
         }
         let n = io.read(&mut chunk).await.map_err(io_err)?;
@@ -147,7 +153,7 @@ fn decode_chunked(mut body: &[u8]) -> Result<Vec<u8>, ControlError> {
         }
         let data = body.get(..size).ok_or_else(bad)?;
         out.extend_from_slice(data);
-        body = body.get(size + 2..).ok_or_else(bad)?;
+        body = body.get(size..).and_then(|rest| rest.strip_prefix(b"\r\n")).ok_or_else(bad)?;
     }
 }
 
@@ -202,5 +208,37 @@ mod tests {
         assert_eq!(decode_chunked(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").unwrap(), b"abcde");
         assert!(decode_chunked(b"zz\r\n").is_err());
         assert!(decode_chunked(b"9\r\nabc").is_err());
+    }
+
+    #[test]
+    fn hostile_chunk_sizes_and_heads_are_errors() {
+        // A size near usize::MAX must not overflow the offset arithmetic.
+        assert!(decode_chunked(b"ffffffffffffffff\r\nabc\r\n0\r\n\r\n").is_err());
+        assert!(decode_chunked(b"fffffffffffffffff\r\n").is_err());
+        assert!(decode_chunked(b"3\r\nabcXY0\r\n\r\n").is_err(), "chunk data must end in CRLF");
+        assert!(decode_chunked(b"\xc3\xa9\r\n").is_err());
+        for head in [&b"HTTP/1.1 99999 X"[..], b"HTTP/1.1 \xc3\xa9", b"HTTP/1.1", b"", b"HTTP/2 200 OK"] {
+            assert!(parse_head(head).is_err(), "{head:?}");
+        }
+        let head = parse_head(b"HTTP/1.1 200 OK\r\nno colon\r\n:\r\nX-\xc3\xa9: \xe2\x82\xac").unwrap();
+        assert_eq!(head.header("x-\u{e9}"), Some("\u{20ac}"));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn control_characters_never_reach_the_request_line() {
+        let (ours, mut theirs) = tokio::io::duplex(4096);
+        let mut io: BoxIo = Box::new(ours);
+        for (path, authority, extra) in [
+            ("/ping\r\nX-Injected: 1", "control.example", ("Connection", "close")),
+            ("/ping", "derp.example\r\nX: y", ("Connection", "close")),
+            ("/ping", "control.example", ("Connection", "close\nX: y")),
+        ] {
+            let err = request(&mut io, "HEAD", authority, path, &[extra]).await.unwrap_err();
+            assert!(matches!(err, ControlError::Protocol(_)), "{err}");
+        }
+        drop(io);
+        let mut sent = Vec::new();
+        theirs.read_to_end(&mut sent).await.unwrap();
+        assert!(sent.is_empty(), "nothing was written: {:?}", String::from_utf8_lossy(&sent));
     }
 }

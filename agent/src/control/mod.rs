@@ -62,7 +62,12 @@ impl ServerUrl {
             return Err(bad("must start with https:// (or http:// for a plain-HTTP server)"));
         };
         let authority = rest.trim_end_matches('/');
-        if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
+        // Control characters too: the host ends up in a Host header (DERP host names come
+        // from control's DERP map).
+        if authority.is_empty()
+            || authority.contains(['/', '?', '#', '@', ' '])
+            || authority.bytes().any(|b| b.is_ascii_control())
+        {
             return Err(bad("expected scheme://host[:port] with no path"));
         }
         let default_port = if tls { HTTPS_PORT } else { HTTP_PORT };
@@ -120,9 +125,19 @@ mod tests {
 
     #[test]
     fn refuses_bad_urls() {
-        for bad in
-            ["control.example.com", "ftp://x", "https://", "https://x/path", "https://x:port", "https://u@x"]
-        {
+        for bad in [
+            "control.example.com",
+            "ftp://x",
+            "https://",
+            "https://x/path",
+            "https://x:port",
+            "https://u@x",
+            "https://a\r\nb:443",
+            "https://a\tb",
+            "https://[::1]\n:1",
+            "https://h:\u{e9}",
+            "https://h:99999",
+        ] {
             assert!(ServerUrl::parse(bad).is_err(), "{bad}");
         }
     }
