@@ -55,8 +55,9 @@ pub const COOKIE_REPLY_LEN: usize = 64;
 /// The peer route table the datapath uses.
 pub type PeerRoutes = RouteTable<ROUTES_PER_FAMILY, ROUTES_PER_FAMILY>;
 
-/// A pool of packet buffers allocated once (the board file says how many). Buffers are handed
-/// out by index; a caller holds at most one per packet in flight.
+/// A pool of packet buffers allocated once. Buffers are handed out by index; a caller holds at
+/// most one per packet in flight. (agent::magicsock holds three fixed buffers of its own today:
+/// without batched I/O it has one packet in flight per direction.)
 pub struct BufferPool {
     buffers: Box<[[u8; BUFFER_SIZE]]>,
     free: Vec<u16>,

@@ -15,8 +15,6 @@ pub struct Board {
     pub tun_name: &'static str,
     /// Default listen address of the web page; `None` when the board file says "off".
     pub web_listen: Option<&'static str>,
-    /// Packet buffers preallocated at start.
-    pub packet_buffers: usize,
     /// CA bundle for TLS to the control server and DERP.
     pub ca_bundle: &'static str,
 }
@@ -48,7 +46,6 @@ impl fmt::Display for Board {
         writeln!(f, "wan interface   {}", self.wan_interface)?;
         writeln!(f, "tun name        {}", self.tun_name)?;
         writeln!(f, "web listen      {}", self.web_listen.unwrap_or("off"))?;
-        writeln!(f, "packet buffers  {}", self.packet_buffers)?;
         write!(f, "ca bundle       {}", self.ca_bundle)
     }
 }

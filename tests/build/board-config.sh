@@ -27,7 +27,8 @@ expect_failure() {
 expect_failure misspelled 's/^lan_interface =/lan_interfce =/' 'unknown field `lan_interfce`' 'lan_interface'
 expect_failure missing '/^tun_name =/d' 'missing field `tun_name`'
 expect_failure bad-listen 's/^listen = .*/listen = "192.168.1.1"/' 'field `web.listen`' 'ADDR:PORT'
-expect_failure bad-buffers 's/^packet_buffers = .*/packet_buffers = 0/' 'field `datapath.packet_buffers`'
+# `datapath.packet_buffers` was removed (the datapath never used it): an old board file says so.
+expect_failure old-datapath '$a [datapath]\npacket_buffers = 64' 'unknown field `datapath`'
 expect_failure bad-backend 's/^backend = .*/backend = "nand"/' 'unknown variant `nand`' 'file'
 expect_failure wrong-target 's/^target = .*/target = "mipsel-unknown-linux-musl"/' 'field `board.target`' 'TINYTAIL_BOARD'
 expect_failure long-ifname 's/^tun_name = .*/tun_name = "tailscale0123456789"/' 'field `net.tun_name`'
