@@ -29,8 +29,9 @@
 #   Where drops go with CPU well under 100%, the router does not drain its socket fast enough.
 #   For reading the figures: tailscaled (v1.101.0-pre) turns on TCP segmentation offload on its TUN
 #   (TUNSETOFFLOAD TSO4/TSO6 in its wireguard-go fork: up to 64 KB per read/write) and forces 7 MiB
-#   UDP socket buffers (magicsock socketBufferSize, SO_RCVBUFFORCE); tinytail (cc987b6) does
-#   neither, and Debian's wireguard-go 0.0.20220316 has no TUN offload.
+#   UDP socket buffers (magicsock socketBufferSize, SO_RCVBUFFORCE); tinytail forces 4 MiB socket
+#   buffers but has no TUN offload or UDP GSO/GRO yet, and Debian's wireguard-go 0.0.20220316 has
+#   no TUN offload.
 #   bench/throughput.sh            5 rounds, 10 s TCP + 10 s UDP each
 #   bench/throughput.sh --smoke    1 round, 2 s each (what the test command runs)
 # TINYTAIL_BIN overrides the release build under test; UDP_RATE the UDP rate (default 200M).
