@@ -48,6 +48,7 @@ impl PeerPaths {
     pub fn set_control_endpoints(&mut self, endpoints: &[SocketAddr]) {
         self.from_control.clear();
         self.from_control.extend(endpoints.iter().take(MAX_CANDIDATES).copied());
+        self.forget_stale_pings();
     }
 
     /// An address the peer told us about (CallMeMaybe) or pinged us from.
@@ -57,8 +58,16 @@ impl PeerPaths {
         }
         if self.learned.len() >= MAX_CANDIDATES {
             self.learned.remove(0);
+            self.forget_stale_pings();
         }
         self.learned.push(addr);
+    }
+
+    /// Ping times only of current candidates: ping sources are the peer's to choose, so without
+    /// this every address it ever pinged us from would stay here.
+    fn forget_stale_pings(&mut self) {
+        let Self { from_control, learned, last_ping, .. } = self;
+        last_ping.retain(|(a, _)| from_control.contains(a) || learned.contains(a));
     }
 
     /// CallMeMaybe: ping every candidate now, whatever the interval says.
@@ -201,5 +210,21 @@ mod tests {
         let mut due = Vec::new();
         p.pings_due(Instant::now(), &mut due);
         assert_eq!(due.len(), MAX_CANDIDATES);
+    }
+
+    #[test]
+    fn ping_times_stay_bounded_when_sources_churn() {
+        let t0 = Instant::now();
+        let mut p = PeerPaths::default();
+        let mut due = Vec::new();
+        for i in 0..1000u16 {
+            p.learn(SocketAddr::from(([198, 18, 0, 1], i)));
+            if i % 100 == 0 {
+                p.set_control_endpoints(&[SocketAddr::from(([192, 0, 2, 1], i))]);
+            }
+            p.pings_due(t0 + PING_INTERVAL * u32::from(i), &mut due);
+        }
+        assert!(p.last_ping.len() <= 2 * MAX_CANDIDATES, "{} ping times kept", p.last_ping.len());
+        assert!(due.len() >= 1000, "every new candidate was pinged");
     }
 }
