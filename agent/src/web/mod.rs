@@ -23,6 +23,8 @@
 
 pub mod api;
 pub mod auth;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod host;
 pub mod http;
 pub mod lan;
