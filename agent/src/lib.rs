@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clock;
 pub mod control;
 pub mod daemon;
+pub mod fuzzing;
 pub mod ipc;
 pub mod log;
 pub mod magicsock;

@@ -153,7 +153,7 @@ impl MapStream {
 }
 
 /// One zstd frame per message (protocol.md §3.2).
-fn zstd_decode(frame: &[u8]) -> Result<Vec<u8>, ControlError> {
+pub(crate) fn zstd_decode(frame: &[u8]) -> Result<Vec<u8>, ControlError> {
     let mut input = frame;
     let decoder = ruzstd::decoding::StreamingDecoder::new(&mut input)
         .map_err(|e| ControlError::Protocol(format!("zstd: {e}")))?;

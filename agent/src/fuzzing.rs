@@ -1,0 +1,140 @@
+//! Bodies of the agent's fuzz targets (agent/fuzz), here so that `agent/tests/fuzz_corpus.rs`
+//! replays the same code over the committed corpus in every `cargo test`. Not an API.
+#![doc(hidden)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+use tinytail_core::control::frame::{self, MAP_LENGTH_PREFIX};
+use tinytail_core::key::PrivateKey;
+
+use crate::control::session::zstd_decode;
+use crate::magicsock::netcheck::Netcheck;
+use crate::magicsock::paths::PeerPaths;
+use crate::netmap::NetMap;
+use crate::state::Prefs;
+use crate::tailcfg::MapResponse;
+use crate::{clock, status, wgconfig};
+
+/// One map poll as control streams it, in either of two forms: JSON map responses one per line
+/// (Go's encoder never writes a raw newline inside a value), or, when the input starts with a
+/// length prefix and the zstd magic, the stream's wire form (little-endian u32 length, one zstd
+/// frame per message) as `MapStream::next` reads it. The first message is normally a full map,
+/// the rest deltas, patches and keep-alives. Each goes through what the daemon does with it:
+/// parse into `MapResponse`, `NetMap::apply` (keep-alives only touch the control time), the
+/// key-expiry check, then `wgconfig::build` and what the engine derives from the config (route
+/// table, compiled filter, endpoints, STUN targets). Nothing may panic, and the map's
+/// invariants must hold after every message.
+pub fn map_responses(data: &[u8]) {
+    replay(data);
+}
+
+/// [`map_responses`], returning the map it ends with (for tests of the two input forms).
+pub fn replay(data: &[u8]) -> NetMap {
+    if data.get(MAP_LENGTH_PREFIX..MAP_LENGTH_PREFIX + 4) == Some(&ZSTD_MAGIC[..]) {
+        let mut messages = Vec::new();
+        let mut rest = data;
+        while let Ok(Some((frame, used))) = frame::next_map_message(rest) {
+            match zstd_decode(frame) {
+                Ok(json) => messages.push(json),
+                Err(_) => break, // the stream ends there (MapStream::next fails)
+            }
+            rest = &rest[used..];
+        }
+        apply_all(messages.iter().map(Vec::as_slice))
+    } else {
+        apply_all(data.split(|&b| b == b'\n'))
+    }
+}
+
+/// The first bytes of every zstd frame (RFC 8878 §3.1.1).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+fn apply_all<'a>(messages: impl Iterator<Item = &'a [u8]>) -> NetMap {
+    let keys = (PrivateKey([1; 32]), PrivateKey([2; 32]));
+    // Alternated per message: both ways a router is set up change what build takes from the map.
+    let prefs = [
+        Prefs { snat_subnet_routes: true, ..Prefs::default() },
+        Prefs {
+            accept_routes: true,
+            advertise_routes: vec!["192.168.1.0/24".into(), "fd00:1::/64".into()],
+            advertise_exit_node: true,
+            ..Prefs::default()
+        },
+    ];
+    let mut netmap = NetMap::default();
+    for (i, json) in messages.enumerate() {
+        let Ok(resp) = serde_json::from_slice::<MapResponse>(json) else { continue };
+        if resp.keep_alive {
+            if resp.control_time.is_some() {
+                netmap.control_time = resp.control_time;
+            }
+            continue;
+        }
+        let home_derp = resp.node.as_ref().map_or(0, |n| n.home_derp);
+        netmap.apply(resp);
+        check_netmap(&netmap);
+        if let Some(me) = &netmap.self_node {
+            let _ = status::key_expired(me, clock::unix_now());
+        }
+        for peer in &netmap.peers {
+            let _ = status::key_expired(peer, 0);
+        }
+        let Some(config) = wgconfig::build(&netmap, &prefs[i % 2], &keys.0, &keys.1, home_derp) else {
+            assert!(netmap.self_node.is_none(), "a map with our node gives a config");
+            continue;
+        };
+        check_config(&netmap, &config);
+    }
+    netmap
+}
+
+fn check_netmap(netmap: &NetMap) {
+    assert!(netmap.peers.windows(2).all(|w| w[0].id < w[1].id), "peers sorted by ID, no duplicates");
+    assert!(netmap.derp_regions.iter().all(|(id, r)| *id == r.region_id), "regions keyed by their ID");
+}
+
+fn check_config(netmap: &NetMap, config: &wgconfig::Config) {
+    assert!(config.peers.len() <= netmap.peers.len());
+    let mut routes = config.tun_routes.clone();
+    routes.sort();
+    routes.dedup();
+    assert_eq!(routes.len(), config.tun_routes.len(), "kernel routes are unique");
+    if let Ok(table) = config.routes() {
+        for (i, peer) in config.peers.iter().enumerate() {
+            for p in &peer.routed {
+                // Every routed prefix reaches some peer; a more specific one may win.
+                let hit = table.lookup(p.addr);
+                assert!(hit.is_some(), "{p} of peer {i} routes nowhere");
+            }
+        }
+    }
+    let mut filter = (*config.filter).clone();
+    for src in [Ipv4Addr::new(100, 64, 0, 2), Ipv4Addr::new(10, 1, 2, 3)] {
+        let _ = filter.check_inbound(&tcp_syn(src, Ipv4Addr::new(192, 168, 1, 10), 443));
+    }
+    let now = Instant::now();
+    let mut paths = PeerPaths::default();
+    for peer in &config.peers {
+        paths.set_control_endpoints(&peer.endpoints);
+        assert!(peer.addresses.iter().all(|a| a.bits <= if a.addr.is_ipv4() { 32 } else { 128 }));
+    }
+    let probes = Netcheck::default().start(now, &config.derp_regions);
+    assert!(probes.len() <= config.derp_regions.len());
+    assert!(probes.iter().all(|(to, _)| matches!(to.ip(), IpAddr::V4(_))), "STUN goes over IPv4");
+}
+
+/// A minimal IPv4 TCP SYN, enough for the filter's header parsing.
+fn tcp_syn(src: Ipv4Addr, dst: Ipv4Addr, port: u16) -> [u8; 40] {
+    let mut p = [0u8; 40];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&40u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p[22..24].copy_from_slice(&port.to_be_bytes());
+    p[32] = 5 << 4;
+    p[33] = 0x02;
+    p
+}
