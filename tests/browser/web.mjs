@@ -2,10 +2,15 @@
 // Called by tests/e2e/web.sh from the rig's LAN namespace, in two phases around the Headscale
 // route approval:
 //
-//   node web.mjs join    set the admin password; an API key is refused by the login form; log
+//   node web.mjs join    DNS rebinding first: a second chromium that resolves attacker.example
+//                        to the page's address gets 403 for /, /setup and a POST /setup that has
+//                        everything else right, and the page still asks for the first password;
+//                        then set the admin password; an API key is refused by the login form; log
 //                        in to the tailnet with an auth key; see the tailscaled peer; add the
 //                        LAN subnet with its one-click button; it waits for approval
-//   node web.mjs verify  sign in; see the route "enabled"; screenshots (phone, desktop); page
+//   node web.mjs verify  sign in; see the route "enabled"; once the datapath runs and the peer
+//                        has a direct path, screenshots (phone, desktop; the phone one also to
+//                        TT_DOCS/web-status-phone.png, the README's); page
 //                        weight; create an API token; CSRF, stale-session and Origin refusals;
 //                        the 6th wrong password in a minute is refused (429)
 //   node web.mjs relogin log out of the tailnet from the page; log in without a key: the login
@@ -15,7 +20,8 @@
 //                        working); the node is online again (after `headscale auth register`)
 //
 // Environment: TT_URL (the page), HS_URL, TT_AUTHKEY (join), TT_PASSWORD, TT_OUT (screenshots,
-// page weight, API token file), TT_TRAFFIC (every response is saved there for the secret grep).
+// page weight, API token file), TT_TRAFFIC (every response is saved there for the secret grep),
+// TT_DOCS (verify: where the README's phone screenshot goes).
 // Each check prints "web: ok  ..."; the first failure exits non-zero.
 import { chromium } from "playwright-core";
 import fs from "node:fs";
@@ -52,20 +58,21 @@ function record(url, status, headers, body) {
 
 // playwright-core gives each launch a fresh temporary --user-data-dir of its own (it refuses
 // the flag from us), removed when the browser closes.
-async function launch() {
+async function launch(extraArgs = []) {
   const browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: [
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      ...extraArgs,
     ],
   });
   return browser;
 }
 
 // A context whose every response body (page loads and API calls alike) is saved to TRAFFIC.
-async function newContext(browser, viewport) {
-  const context = await browser.newContext({ viewport });
+async function newContext(browser, viewport, options = {}) {
+  const context = await browser.newContext({ viewport, ...options });
   context.on("response", async (r) => {
     try {
       record(r.url(), r.status(), await r.allHeaders(), await r.body());
@@ -110,7 +117,51 @@ async function until(page, seconds, what, probe) {
 
 const text = (page, sel) => page.locator(sel).first().innerText().catch(() => "");
 
+// DNS rebinding: a page the victim opened at attacker.example, whose name now resolves to the
+// router (chromium's --host-resolver-rules stands in for the attacker's DNS server). Its
+// requests reach our listener with Host: attacker.example:PORT. A GET must not hand it the page
+// (or a CSRF token), and a POST /setup with everything else right (the Origin of its own origin,
+// a double-submit pair whose cookie it set itself) must not set the first password.
+async function rebinding() {
+  const target = new URL(URL_);
+  const evil = `http://attacker.example:${target.port}`;
+  const browser = await launch([`--host-resolver-rules=MAP attacker.example ${target.hostname}`]);
+  try {
+    const context = await newContext(browser, { width: 1280, height: 900 }, { bypassCSP: true });
+    const page = await context.newPage();
+    for (const p of ["/", "/setup"]) {
+      const r = await page.goto(`${evil}${p}`);
+      const body = await r.text();
+      check(r.status() === 403 && body.startsWith("forbidden"),
+        `rebinding: GET ${evil}${p}: HTTP ${r.status()} ${body.slice(0, 120)}`);
+      ok(`rebinding: GET ${evil}${p} (resolved to ${target.hostname}) -> ${r.status()} ${body.trim()}`);
+    }
+    const attackerPassword = "rebound-password-123";
+    const post = await page.evaluate(async (pw) => {
+      // What a rebinding page's script can do in its own origin: read a token from our page if
+      // it got one, else make up a pair (the cookie is set from its own origin).
+      let csrf = "0123456789abcdef0123456789abcdef";
+      const form = await fetch("/").then((r) => r.text()).catch(() => "");
+      const m = form.match(/name="csrf" value="([0-9a-f]+)"/);
+      if (m) csrf = m[1];
+      else document.cookie = `tt_csrf=${csrf}; path=/`;
+      const r = await fetch("/setup", {
+        method: "POST",
+        body: new URLSearchParams({ csrf, password: pw, password2: pw }),
+      });
+      return { status: r.status, body: await r.text(), url: r.url };
+    }, attackerPassword);
+    check(post.status === 403 && post.body.startsWith("forbidden"),
+      `rebinding: POST ${evil}/setup: HTTP ${post.status} ${post.body.slice(0, 120)}`);
+    ok(`rebinding: POST ${evil}/setup (Origin ${evil}, CSRF cookie and field) -> ${post.status} ${post.body.trim()}`);
+    await context.close();
+  } finally {
+    await browser.close();
+  }
+}
+
 async function join(browser) {
+  await rebinding();
   const context = await newContext(browser, { width: 1280, height: 900 });
   const page = await context.newPage();
   watchConsole(page);
@@ -120,8 +171,9 @@ async function join(browser) {
   check(/frame-ancestors 'none'/.test(h["content-security-policy"] || "") && !/unsafe-inline/.test(h["content-security-policy"]),
     `CSP header: ${h["content-security-policy"]}`);
   check(h["x-frame-options"] === "DENY", "X-Frame-Options");
-  check((await page.locator("form[action='/setup'] input[name=password2]").count()) === 1, "first run shows the password setup");
-  ok("first run asks for the admin password; CSP without inline script, no framing");
+  check((await page.locator("form[action='/setup'] input[name=password2]").count()) === 1,
+    "first run shows the password setup (after the rebinding attempt: did it set the password?)");
+  ok("first run asks for the admin password (the rebinding POST did not set it); CSP without inline script, no framing");
 
   await page.fill("#pw", PASSWORD);
   await page.fill("#pw2", PASSWORD);
@@ -177,16 +229,25 @@ async function verify(browser) {
     (await text(page, "tr[data-route='192.0.2.0/24'] .route-state")) === "enabled");
   ok("after approval in Headscale the page shows 192.0.2.0/24 enabled");
 
-  // Screenshots at desktop and phone widths.
+  // Screenshots at desktop and phone widths, of a node that forwards: the datapath runs and the
+  // peer has a direct path (web.sh pinged it through the tunnel). The phone one is the README's.
+  await until(page, 30, "the datapath running and peer1 on a direct path", async () =>
+    (await text(page, "#datapath .badge")) === "running" &&
+    /direct \d/.test(await text(page, "#peers tr.peer .path")));
+  ok(`datapath running; peer1's path: ${await text(page, "#peers tr.peer .path")}`);
   fs.mkdirSync(OUT, { recursive: true });
   await page.screenshot({ path: path.join(OUT, "web-status-desktop.png"), fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(URL_);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 0, `phone width: the page is ${overflow}px wider than the screen`);
+  check((await text(page, "#state .badge")) === "online" && (await text(page, "#peers")).includes("peer1"),
+    "the phone screenshot shows the node online with peer1");
   await page.screenshot({ path: path.join(OUT, "web-status-phone.png"), fullPage: true });
+  const docs = env("TT_DOCS");
+  fs.copyFileSync(path.join(OUT, "web-status-phone.png"), path.join(docs, "web-status-phone.png"));
   await page.setViewportSize({ width: 1280, height: 900 });
-  ok(`screenshots: ${OUT}/web-status-phone.png (390 px, no horizontal scroll), ${OUT}/web-status-desktop.png`);
+  ok(`screenshots: ${OUT}/web-status-phone.png (390 px, no horizontal scroll; copied to ${docs}/web-status-phone.png), ${OUT}/web-status-desktop.png`);
 
   // Page weight: a full load with the cache off, bytes on the wire (headers + bodies).
   const cdp = await context.newCDPSession(page);

@@ -6,15 +6,26 @@
 #
 #   tests/e2e/web.sh     (root; runs tests/browser/setup; builds tinytail in debug unless
 #                         TINYTAIL_BIN is set; screenshots land in $TT_SCREENS, default
-#                         /tmp/tinytail-screens)
+#                         /tmp/tinytail-screens; the phone screenshot of the status page also
+#                         replaces docs/web-status-phone.png in the checkout, for the README)
 #
 # Checks, in order:
-#   browser join    first run sets the password; security headers; cookie flags; CSRF field on
+#   listen          `tinytail run` (own state and socket) refuses a web address on the WAN
+#                   interface (--wan-interface wan0, 198.18.0.2) and 0.0.0.0 / [::] (exit 1, one
+#                   line on stderr) unless --web-listen-any is given, with which it serves
+#   rebinding       requests naming another host (Host: attacker.example:PORT, curl) get 403
+#                   "forbidden...": GET /, GET /setup, POST /setup with a matching Origin and a
+#                   valid double-submit CSRF pair (the password stays unset), GET /api/v2/device/self
+#                   (again later with a valid API token)
+#   browser join    a second chromium mapping attacker.example to the page's address (DNS
+#                   rebinding) gets 403 for /, /setup and its POST /setup, and the page still asks
+#                   for the first password; first run sets the password; security headers; cookie flags; CSRF field on
 #                   every form; an API key pasted as auth key is refused as the CLI refuses it;
 #                   log in with an auth key from the page; the tailscaled peer is listed; the LAN
 #                   subnet is added with one click
 #   headscale       `headscale nodes list-routes` shows 192.0.2.0/24 available; approve it
-#   browser verify  sign in; the page shows the route enabled; phone and desktop screenshots;
+#   browser verify  sign in; the page shows the route enabled; phone and desktop screenshots once
+#                   the datapath runs and the peer has a direct path (router pings peer1 first);
 #                   page weight < 30 KB; an API token shown once; POSTs without the CSRF token,
 #                   from a wrong Origin or with a stale session are refused; the 6th wrong
 #                   password in a minute is refused (429)
@@ -24,16 +35,22 @@
 #   relogin         log out from the page; log in without a key: login URL and QR code shown;
 #                   `headscale auth register` brings the node back online on the page; the
 #                   password is reset with `tinytail web setup-code` (wrong code refused)
-#   store/secrets   the change is in the store (survives a restart of tinytail); no response
+#   store/secrets   the change is in the store (survives a restart of tinytail); the captured
+#                   traffic holds responses of every phase (at least MIN_RESPONSES files and
+#                   MIN_TRAFFIC_BYTES bytes, so the grep has something to search); no response
 #                   body of the run holds the auth key or any private key (every 64-hex or
 #                   base64 key-sized string in the captured traffic is checked against the
 #                   store image); the auth key is not in the log
+#   teardown        rig_assert_clean: no namespace, /etc/netns dir or process of the run is left
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
 export RIG
 screens="${TT_SCREENS:-/tmp/tinytail-screens}"
+# The secret grep needs a capture of the run to search (a full run saved 160 responses, 317 KB).
+MIN_RESPONSES=100
+MIN_TRAFFIC_BYTES=150000
 
 "$root/tests/browser/setup"
 TT="$(source "$here/../rig/rig.sh"; rig_tinytail_bin web)"
@@ -51,7 +68,7 @@ pass() { printf 'web: ok  %s\n' "$*"; }
   page_url="http://192.0.2.1:8088/"
   tt_start() {
     rig_bg rtr "tinytail-$1" env SSL_CERT_FILE="$RIG_CA" "$TT" run --state "$tt_state" --socket "$tt_sock" \
-      --web-listen 192.0.2.1:8088
+      --lan-interface lan0 --wan-interface wan0 --web-listen 192.0.2.1:8088
     TT_PID="$RIG_LAST_PID"
     rig_wait_for 10 "tinytail socket" test -S "$tt_sock" || rig_fail "tinytail run did not start"
     rig_wait_for 10 "the page" rig_exec lan curl -sf -o /dev/null "$page_url" || rig_fail "no page on $page_url"
@@ -59,8 +76,43 @@ pass() { printf 'web: ok  %s\n' "$*"; }
   tt() { rig_exec rtr "$TT" "$1" --socket "$tt_sock" "${@:2}"; }
   browser() {
     rig_exec lan env TT_URL="$page_url" HS_URL="$HS_URL" TT_AUTHKEY="${key:-}" TT_PASSWORD="$password" \
-      TT_SETUP_CODE="${TT_SETUP_CODE:-}" \
+      TT_SETUP_CODE="${TT_SETUP_CODE:-}" TT_DOCS="$root/docs" \
       TT_OUT="$out" TT_TRAFFIC="$traffic" HOME="$RIG_DIR" node "$root/tests/browser/web.mjs" "$1"
+  }
+  # refused DESC PATTERN ARGS...: `tinytail run ARGS` with a state and socket of its own exits 1
+  # at once (20 s at most) with one line on stderr containing PATTERN.
+  refused() {
+    local desc="$1" pattern="$2" err rc=0 d; shift 2
+    d="$(mktemp -d "$RIG_DIR/short.XXXX")"
+    err="$(rig_exec rtr timeout 20 "$TT" run --state "$d/state.img" --socket "$d/tinytail.sock" "$@" 2>&1 >/dev/null)" ||
+      rc=$?
+    ((rc == 1)) || rig_fail "$desc: exited $rc (want 1): $err"
+    [[ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ]] || rig_fail "$desc: expected one line on stderr, got: $err"
+    grep -qF -- "$pattern" <<<"$err" || rig_fail "$desc: stderr lacks \"$pattern\": $err"
+    pass "$desc -> exit 1: $err"
+  }
+  # foreign NAME METHOD PATH [CURL ARGS...]: from the LAN host to the page's address, but with
+  # Host and Origin naming attacker.example (what a DNS-rebinding page sends): must be 403 with
+  # a body starting "forbidden".
+  evil="attacker.example:${page_url##*:}"; evil="${evil%/}"
+  foreign() {
+    local name="$1" method="$2" path="$3" code f="$traffic/foreign-$1.txt"; shift 3
+    code="$(rig_exec lan curl -s -o "$f" -w '%{http_code}' -X "$method" \
+      -H "Host: $evil" -H "Origin: http://$evil" "$@" "${page_url%/}$path")"
+    [[ "$code" == 403 && "$(head -c 9 "$f")" == forbidden ]] ||
+      rig_fail "$method $path with Host $evil: HTTP $code (want 403 forbidden): $(head -c 200 "$f")"
+    pass "$method $path with Host/Origin $evil -> $code $(head -n1 "$f")"
+  }
+  # lacks DESC STRING FILE...: each FILE exists, is readable and non-empty, and does not hold
+  # STRING (grep's 2, an unreadable file, fails the run instead of passing as "not found").
+  lacks() {
+    local desc="$1" s="$2" f rc; shift 2
+    for f in "$@"; do
+      [[ -f "$f" && -r "$f" && -s "$f" ]] || rig_fail "$desc: $f is missing, unreadable or empty"
+      rc=0; grep -qaF -- "$s" "$f" || rc=$?
+      ((rc != 0)) || rig_fail "$desc: $f holds it"
+      ((rc == 1)) || rig_fail "$desc: grep $f exited $rc"
+    done
   }
   # api NAME METHOD PATH [BODY]: curl from the LAN host; the body is kept with the traffic.
   api() {
@@ -78,6 +130,27 @@ pass() { printf 'web: ok  %s\n' "$*"; }
       '.[] | select(.id == $id) | .available_routes | index($r)' >/dev/null
   }
 
+  # --- where the page may listen: never the WAN, the wildcard only when asked for ------------
+  refused "run --wan-interface wan0 --web-listen 198.18.0.2:8088 (WAN address) refused" "WAN interface" \
+    --wan-interface wan0 --web-listen 198.18.0.2:8088
+  refused "run --web-listen 0.0.0.0:8088 refused without --web-listen-any" "--web-listen-any" \
+    --lan-interface lan0 --wan-interface wan0 --web-listen 0.0.0.0:8088
+  refused "run --web-listen [::]:8088 refused without --web-listen-any" "--web-listen-any" \
+    --lan-interface lan0 --wan-interface wan0 --web-listen "[::]:8088"
+  any_dir="$RIG_DIR/any"; mkdir -p "$any_dir"
+  rig_bg rtr tinytail-any "$TT" run --state "$any_dir/state.img" --socket "$any_dir/tinytail.sock" \
+    --lan-interface lan0 --wan-interface wan0 --web-listen 0.0.0.0:8088 --web-listen-any
+  any_pid="$RIG_LAST_PID"
+  rig_wait_for 10 "the page on 0.0.0.0:8088" rig_exec lan curl -sf -o /dev/null "$page_url" ||
+    rig_fail "run --web-listen 0.0.0.0:8088 --web-listen-any serves no page on $page_url: $(cat "$RIG_DIR/tinytail-any.log")"
+  code="$(rig_exec lan curl -s -o "$any_dir/index.html" -w '%{http_code}' "$page_url")"
+  [[ "$code" == 200 ]] && grep -q 'name="password2"' "$any_dir/index.html" ||
+    rig_fail "run --web-listen-any: GET / -> $code, no first-run form"
+  kill -TERM "$any_pid"; wait "$any_pid" 2>/dev/null || true
+  rig_wait_for 10 "port 8088 free" bash -c "! ip netns exec '$(rig_ns lan)' curl -s -o /dev/null '$page_url'" ||
+    rig_fail "port 8088 still answers after the --web-listen-any run stopped"
+  pass "run --web-listen 0.0.0.0:8088 --web-listen-any starts and serves the page (stopped again)"
+
   rig_tailscaled_start cli peer1
   key="$(rig_authkey)"
   rig_ts peer1 up --login-server="$HS_URL" --auth-key="$key" --hostname=peer1 \
@@ -86,6 +159,19 @@ pass() { printf 'web: ok  %s\n' "$*"; }
   tt_start 1
   [[ "$(rig_exec rtr "$TT" web setup-code --socket "$tt_sock")" =~ ^[2-9a-z]{12} ]] || rig_fail "tinytail web setup-code printed no code"
   pass "tinytail web setup-code prints a one-time code"
+
+  # --- DNS rebinding: requests naming another host are refused ---------------------------------
+  # POST /setup carries everything a rebinding page could: a matching Origin and a valid
+  # double-submit pair (the cookie is set by the page itself); only the Host check stops it.
+  pre="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  foreign index GET /
+  foreign setup-get GET /setup
+  foreign setup-post POST /setup -H "Cookie: tt_csrf=$pre" --data-urlencode "csrf=$pre" \
+    --data-urlencode "password=rebound-$pre" --data-urlencode "password2=rebound-$pre"
+  foreign api GET /api/v2/device/self
+  [[ "$(rig_exec lan curl -s "$page_url")" == *'name="password2"'* ]] ||
+    rig_fail "after the foreign POST /setup the page no longer asks for the first password"
+  pass "after the foreign POST /setup the page still asks for the first password"
 
   # --- browser, phase 1 ----------------------------------------------------------------------
   browser join || rig_fail "browser join phase"
@@ -100,6 +186,11 @@ pass() { printf 'web: ok  %s\n' "$*"; }
   pass "approved 192.0.2.0/24 in Headscale"
 
   # --- browser, phase 2 ----------------------------------------------------------------------
+  # Traffic through the datapath first, so the screenshot shows the peer's direct path.
+  peer_ip="$(rig_ts peer1 ip -4)"
+  rig_wait_for 30 "router pings peer1 ($peer_ip) over the tailnet" rig_exec rtr ping -c 1 -W 1 "$peer_ip" ||
+    rig_fail "the router does not reach peer1 at $peer_ip over the tailnet"
+  pass "the router pings peer1 at $peer_ip through tinytail's datapath"
   key="" browser verify || rig_fail "browser verify phase"
   echo "web: page weight: $(cat "$out/page-weight.txt") bytes transferred for a full load"
   tt status --json | jq -e '.Prefs.Hostname == "gw-web" and .Prefs.SNATSubnetRoutes == true and
@@ -109,6 +200,7 @@ pass() { printf 'web: ok  %s\n' "$*"; }
 
   # --- the API -------------------------------------------------------------------------------
   token="$(cat "$out/api-token")"
+  foreign api-token GET /api/v2/device/self -H "Authorization: Bearer $token"
   seed="$root/agent/src/web/fixtures/device_all.json"
   [[ "$(api default GET /api/v2/device/self)" == 200 ]] || rig_fail "GET device/self: $(body default)"
   [[ "$(api all GET '/api/v2/device/self?fields=all')" == 200 ]] || rig_fail "GET device/self?fields=all"
@@ -161,8 +253,10 @@ pass() { printf 'web: ok  %s\n' "$*"; }
   tt status --json | jq -e '.Prefs.AdvertiseRoutes == ["192.0.2.0/24", "198.51.100.0/24"]' >/dev/null ||
     rig_fail "routes set from the web/API were not persisted: $(tt status --json | jq -c .Prefs)"
   [[ "$(api persisted GET /api/v2/device/self/routes)" == 200 ]] || rig_fail "the API token did not survive a restart"
-  "$TT" store info --state "$tt_state" | grep -Eq '^ +config\.web-password-hash .* secret$' ||
-    rig_fail "the web's credentials record is not in the store"
+  rc=0; store="$("$TT" store info --state "$tt_state" 2>&1)" || rc=$?
+  ((rc == 0)) || rig_fail "tinytail store info exited $rc: $store"
+  grep -Eq '^ +config\.web-password-hash .* secret$' <<<"$store" ||
+    rig_fail "the web's credentials record is not in the store: $store"
   [[ "$(stat -c %a "$tt_state")" == 600 ]] || rig_fail "store image not 0600"
   pass "after a restart: routes from the page/API are in the store, the API token still works, the web's record is there; store is 0600"
 
@@ -175,9 +269,20 @@ pass() { printf 'web: ok  %s\n' "$*"; }
     rig_fail "browser online phase"
 
   # --- no secret in any response ---------------------------------------------------------------
+  # The greps below only mean something if the capture holds the run's responses: every
+  # browser phase's, the API's, and enough of them.
   n="$(find "$traffic" -type f | wc -l)"
+  bytes="$(find "$traffic" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')"
+  ((n >= MIN_RESPONSES && bytes >= MIN_TRAFFIC_BYTES)) ||
+    rig_fail "the capture holds $n responses, $bytes bytes (want >= $MIN_RESPONSES and >= $MIN_TRAFFIC_BYTES)"
+  for phase in join verify relogin online api-all api-routes; do
+    find "$traffic" -type f -name "$phase*" -size +0 | grep -q . || rig_fail "no captured response of $phase"
+  done
+  grep -qaF 'id="peers"' "$traffic"/verify-* || rig_fail "no captured response is the status page"
+  pass "the capture holds $n responses ($bytes bytes) from every browser phase and the API"
+  [[ -n "$key" ]] || rig_fail "no auth key to look for"
   ! grep -rqaF "$key" "$traffic" || rig_fail "a response body holds the auth key"
-  ! grep -qaF "$key" "$RIG_DIR"/tinytail-*.log || rig_fail "the log holds the auth key"
+  lacks "the log holds the auth key" "$key" "$RIG_DIR"/tinytail-*.log
   ! grep -rqa 'privkey:' "$traffic" || rig_fail "a response holds a privkey: string"
   python3 - "$tt_state" "$traffic" <<'EOF' || rig_fail "a response body holds a stored secret"
 import base64, os, re, sys
@@ -195,12 +300,17 @@ for name in sorted(os.listdir(sys.argv[2])):
         if base64.b64decode(b) in image:
             print(f"web: {name}: {b[:8].decode()}... (base64) is in the store image"); found += 1
 print(f"web: {checked} key-sized strings in the responses checked against the store image")
-sys.exit(1 if found else 0)
+if checked == 0:
+    print("web: no key-sized string in the capture: nothing was checked")
+sys.exit(1 if found or checked == 0 else 0)
 EOF
   pass "no response body of the run ($n captured) holds the auth key or a private key; the log has no auth key"
 
   mkdir -p "$screens"
   cp "$out"/web-*.png "$screens/"
-  echo "web: screenshots in $screens: $(cd "$screens" && echo web-*.png)"
+  echo "web: screenshots in $screens: $(cd "$screens" && echo web-*.png); README's phone screenshot: docs/web-status-phone.png"
 )
+source "$here/../rig/rig.sh"
+rig_assert_clean "$RIG"
+echo "web: teardown left nothing of $RIG"
 echo "web: all checks passed"
