@@ -22,6 +22,9 @@
 #   bench_mem PID               "VmRSS VmHWM" of PID in KiB
 #   bench_stats V...            "min median max" of the numbers given
 #   bench_now                   seconds since the epoch, with nanoseconds
+#   bench_ping_gap LOG FROM TO  the longest stretch in ms without a reply in a `ping -D` log
+#                               between FROM and TO (bench_now values; both count as edges, so a
+#                               stream that never answered, or stopped answering, is one long gap)
 
 declare -gA BENCH_PID BENCH_KIND BENCH_NS
 
@@ -167,3 +170,9 @@ bench_stats() {
 }
 
 bench_now() { date +%s.%N; }
+
+bench_ping_gap() {
+  { echo "$2"; sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$1"; echo "$3"; } |
+    awk -v from="$2" -v to="$3" '$1 >= from && $1 <= to {
+      if (n++ && $1 - prev > max) max = $1 - prev; prev = $1 } END {printf "%d\n", max * 1000}'
+}
