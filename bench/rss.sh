@@ -9,9 +9,10 @@
 # peers and has idled SETTLE seconds:
 #   steady = VmRSS, peak = VmHWM of the router (/proc/PID/status, KiB).
 # Then the traffic step: the client pings the router's 100.x address and the LAN host 192.0.2.10
-# through it once; only if both answer, iperf3 (client host -> LAN host, through the router)
-# runs for TRAFFIC seconds while the router's VmRSS is sampled (traffic = the highest sample,
-# peak_traffic = VmHWM after). If a ping fails the step prints why and is skipped: no numbers.
+# through it once; then iperf3 (client host -> LAN host, through the router) runs for TRAFFIC
+# seconds while the router's VmRSS is sampled (traffic = the highest sample, peak_traffic =
+# VmHWM after). A ping that gets no answer, an iperf3 that fails or moves nothing fails the run
+# (also in --smoke): both routers forward, so no traffic means something broke.
 # per-peer = least-squares slope of the median steady (and peak) RSS over the sizes.
 #   bench/rss.sh            sizes 10 100 1000, 3 rounds, SETTLE=10, TRAFFIC=10
 #   bench/rss.sh --smoke    size 10, 1 round, SETTLE=1, TRAFFIC=2 (what the test command runs)
@@ -41,14 +42,10 @@ pings() { rig_exec cli ping -c 1 -W 2 "$1" >/dev/null 2>&1; }
 traffic_step() {
   local router="$1" client="$2" n="$3" kind="${BENCH_KIND[$1]}" ip pid="${BENCH_PID[$1]}"
   ip="$(bench_ip "$router")"
-  if ! rig_wait_for 5 "client reaches $router" pings "$ip"; then
-    echo "traffic: not yet (datapath not wired): $kind router $ip does not answer ping from the client (N=$n)"
-    return 0
-  fi
-  if ! rig_wait_for 5 "LAN host via $router" pings 192.0.2.10; then
-    echo "traffic: not yet (subnet route not forwarding): 192.0.2.10 via $kind router does not answer (N=$n)"
-    return 0
-  fi
+  rig_wait_for 5 "client reaches $router" pings "$ip" ||
+    rig_fail "traffic: $kind router $ip does not answer ping from the client (N=$n)"
+  rig_wait_for 5 "LAN host via $router" pings 192.0.2.10 ||
+    rig_fail "traffic: 192.0.2.10 via $kind router does not answer ping from the client (N=$n)"
   local out max=0 rss
   rig_exec cli iperf3 -c 192.0.2.10 -t "$traffic" -J >"$RIG_DIR/iperf3-$router.json" 2>&1 &
   local ipid=$!
@@ -56,7 +53,10 @@ traffic_step() {
     read -r rss _ < <(bench_mem "$pid"); ((rss > max)) && max="$rss"
     sleep 0.5
   done
-  wait "$ipid" || { echo "traffic: iperf3 through $kind router failed (N=$n)"; return 0; }
+  wait "$ipid" || rig_fail "traffic: iperf3 through $kind router failed (N=$n): $(head -c 600 "$RIG_DIR/iperf3-$router.json")"
+  # iperf3 -J exits 0 even when it cannot connect: its JSON says whether anything moved.
+  jq -e '.error == null and (.end.sum_received.bits_per_second // 0) > 0' "$RIG_DIR/iperf3-$router.json" >/dev/null ||
+    rig_fail "traffic: iperf3 through $kind router received nothing (N=$n): $(head -c 600 "$RIG_DIR/iperf3-$router.json")"
   note "$kind" "$n" traffic_kib "$max"
   note "$kind" "$n" peak_traffic_kib "$(bench_mem "$pid" | cut -d' ' -f2)"
   note "$kind" "$n" mbit_s "$(jq '.end.sum_received.bits_per_second / 1e6 | floor' "$RIG_DIR/iperf3-$router.json")"
@@ -133,6 +133,6 @@ if [[ -n "${vals[tinytail/$big/traffic_kib]:-}" && -n "${vals[tailscaled/$big/tr
   # shellcheck disable=SC2086
   line+=", with traffic $(ratio traffic_kib "$big")x; iperf3 (tinytail / tailscaled Mbit/s): $(echo "scale=2; $(median ${vals[tinytail/$big/mbit_s]}) / $(median ${vals[tailscaled/$big/mbit_s]})" | bc | sed 's/^\./0./')x"
 else
-  line+=", with traffic: not yet (tinytail does not forward)"
+  line+=", with traffic: not measured"
 fi
 echo "$line"
