@@ -131,6 +131,9 @@ iperf() {
   c0="$(cpu_ticks "$RPID")"; t0="$(bench_now)"; d0="$(rcvbuf_errors)"
   # A flood that breaks the tunnel is a result, not a bench failure: 0 Mbit/s.
   rig_exec cli taskset -c "$OTHER_CPU" iperf3 -c 192.0.2.10 -t "$secs" --connect-timeout 5000 -J >"$out" 2>&1 || true
+  # Without a flood the path must carry traffic (iperf3 -J exits 0 even when it cannot connect).
+  [[ "$kind" == flood ]] || jq -e '.error == null and (.end.sum_received.bits_per_second // 0) > 0' "$out" >/dev/null ||
+    rig_fail "iperf3 through $v without a flood moved nothing: $(jq -c '.error // empty' "$out" 2>/dev/null)"
   c1="$(cpu_ticks "$RPID")"; t1="$(bench_now)"
   note "$v" "$kind-rcvbuf" $(($(rcvbuf_errors) - d0))
   note "$v" "$kind-cpu" "$(echo "scale=1; 100 * ($c1 - $c0) / $hz / ($t1 - $t0)" | bc)"

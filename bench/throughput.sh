@@ -177,7 +177,10 @@ iperf() {
   local v="$1" proto="$2" out="$RIG_DIR/iperf3-$1-$2-$r.json" c0 c1 t0 t1 d0 try
   for try in 1 2 3; do
     c0="$(cpu_ticks "$RPID")"; t0="$(bench_now)"; d0="$(rcvbuf_errors)"
-    rig_exec cli taskset -c "$OTHER_CPU" iperf3 -c 192.0.2.10 -t "$secs" --connect-timeout 5000 -J "${@:3}" >"$out" 2>&1 && break
+    # iperf3 -J exits 0 when it cannot connect: the JSON must have no error and some traffic.
+    rig_exec cli taskset -c "$OTHER_CPU" iperf3 -c 192.0.2.10 -t "$secs" --connect-timeout 5000 -J "${@:3}" >"$out" 2>&1 &&
+      jq -e '.error == null and ((.end.sum_received.bits_per_second // .end.sum.bits_per_second // 0) > 0)' "$out" >/dev/null &&
+      break
     # Counted and shown under the table: a path that broke after lan_ok passed.
     echo "bench/throughput: round $r: iperf3 $proto through $v failed (try $try): $(jq -r '.error // empty' "$out" 2>/dev/null)" >&2
     note "$v" failures 1
