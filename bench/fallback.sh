@@ -86,18 +86,6 @@ EOF
 }
 unblock_udp() { rig_exec wan nft delete table bridge ttbench_fallback; }
 
-# client_sees NAME: the client lists NAME online as the primary router for 192.0.2.0/24.
-client_sees() {
-  rig_ts client status --json | jq -e --arg n "$1" \
-    '.Peer[] | select(.HostName == $n and .Online == true and ((.PrimaryRoutes // []) | index("192.0.2.0/24")))' >/dev/null
-}
-# direct NAME: `tailscale ping` from the client reaches NAME over direct UDP at 198.18.0.2:41641.
-direct() {
-  local out
-  out="$(rig_ts client ping -c 20 --until-direct=true --timeout=2s "$1" 2>&1 || true)"
-  [[ "$(tail -n 1 <<<"$out")" == *"via 198.18.0.2:41641 "* ]]
-}
-lan_ok() { rig_exec cli ping -c 3 -i 0.2 -W 1 192.0.2.10 >/dev/null 2>&1; }
 # router_ping VARIANT NAME: the router's own ping to the client, one disco ping, no direct retries.
 router_ping() {
   case "$1" in
@@ -123,11 +111,11 @@ up() {
         rig_fail "tailscaled router up failed: $(tail -n 5 "$RIG_DIR/$name.log")" ;;
   esac
   bench_hs_approve "$name"
-  rig_wait_for 30 "client sees $name as the router" client_sees "$name" ||
+  rig_wait_for 30 "client sees $name as the router" bench_client_sees "$name" ||
     rig_fail "the client does not list $name online with 192.0.2.0/24: $(rig_ts client status 2>&1 | tail -n 5)"
-  rig_wait_for 20 "direct path to $name" direct "$name" ||
+  rig_wait_for 20 "direct path to $name" bench_direct "$name" ||
     rig_fail "no direct path to $name: $(rig_ts client ping -c 3 "$name" 2>&1 | tail -n 2)"
-  rig_wait_for 20 "192.0.2.10 via $name" lan_ok || rig_fail "192.0.2.10 unreachable via $name"
+  rig_wait_for 20 "192.0.2.10 via $name" bench_lan_pings || rig_fail "192.0.2.10 unreachable via $name"
 }
 down() {
   stop "$name"

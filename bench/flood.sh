@@ -77,23 +77,10 @@ rig_ts client up --login-server="$HS_URL" --auth-key="$(rig_authkey)" --hostname
   --accept-routes --accept-dns=false --timeout=60s >/dev/null || rig_fail "client up failed"
 rig_bg lan iperf3 taskset -c "$OTHER_CPU" iperf3 -s -B 192.0.2.10
 
-# client_sees NAME: the client lists NAME online as the primary router for 192.0.2.0/24.
-client_sees() {
-  rig_ts client status --json | jq -e --arg n "$1" \
-    '.Peer[] | select(.HostName == $n and .Online == true and ((.PrimaryRoutes // []) | index("192.0.2.0/24")))' >/dev/null
-}
-# direct NAME: `tailscale ping` from the client reaches NAME over direct UDP.
-direct() {
-  local ip out
-  ip="$(rig_ts client status --json | jq -r --arg n "$1" '.Peer[] | select(.HostName == $n) | .TailscaleIPs[0]')"
-  out="$(rig_ts client ping -c 20 --until-direct=true --timeout=2s "$ip" 2>&1 || true)"
-  [[ "$(tail -n 1 <<<"$out")" == *"via 198.18.0.2:41641 "* ]]
-}
 # path NAME: how the client reaches NAME now: its direct address, or DERP (CurAddr empty).
 path() {
   rig_ts client status --json | jq -r --arg n "$1" '.Peer[] | select(.HostName == $n) | if (.CurAddr // "") == "" then "DERP" else "direct" end'
 }
-lan_ok() { rig_exec cli ping -c 3 -i 0.2 -W 1 192.0.2.10 >/dev/null 2>&1; }
 
 # up VARIANT: a fresh router node of that build joins with the LAN route, approved; waits for the
 # direct path. Sets RPID and name.
@@ -106,17 +93,15 @@ up() {
     rig_fail "tinytail up failed: $(tail -n 5 "$RIG_DIR/$name.log")"
   RPID="${PID[$name]}"
   bench_hs_approve "$name"
-  rig_wait_for 30 "client sees $name as the router" client_sees "$name" || rig_fail "the client does not list $name with the route"
-  rig_wait_for 20 "direct path to $name" direct "$name" || rig_fail "no direct path to $name"
-  rig_wait_for 20 "192.0.2.10 via $name" lan_ok || rig_fail "192.0.2.10 unreachable via $name"
+  rig_wait_for 30 "client sees $name as the router" bench_client_sees "$name" || rig_fail "the client does not list $name with the route"
+  rig_wait_for 20 "direct path to $name" bench_direct "$name" || rig_fail "no direct path to $name"
+  rig_wait_for 20 "192.0.2.10 via $name" bench_lan_pings || rig_fail "192.0.2.10 unreachable via $name"
 }
 down() {
   bench_kill "${PID[$name]}"
   rig_hs nodes delete --identifier "$(bench_hs_node_id "$name")" >/dev/null
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rcvbuf_errors() { rig_exec rtr awk '/^Udp:/ && ++n == 2 {print $6}' /proc/net/snmp; }
 hz="$(getconf CLK_TCK)"
 declare -A vals
 note() { vals["$1/$2"]+="$3 "; }
@@ -128,14 +113,14 @@ iperf() {
     fpid="$RIG_LAST_PID"
     sleep 0.5 # the flood is on before the measurement starts
   fi
-  c0="$(cpu_ticks "$RPID")"; t0="$(bench_now)"; d0="$(rcvbuf_errors)"
+  c0="$(bench_cpu_ticks "$RPID")"; t0="$(bench_now)"; d0="$(bench_rcvbuf_errors)"
   # A flood that breaks the tunnel is a result, not a bench failure: 0 Mbit/s.
   rig_exec cli taskset -c "$OTHER_CPU" iperf3 -c 192.0.2.10 -t "$secs" --connect-timeout 5000 -J >"$out" 2>&1 || true
   # Without a flood the path must carry traffic (iperf3 -J exits 0 even when it cannot connect).
   [[ "$kind" == flood ]] || jq -e '.error == null and (.end.sum_received.bits_per_second // 0) > 0' "$out" >/dev/null ||
     rig_fail "iperf3 through $v without a flood moved nothing: $(jq -c '.error // empty' "$out" 2>/dev/null)"
-  c1="$(cpu_ticks "$RPID")"; t1="$(bench_now)"
-  note "$v" "$kind-rcvbuf" $(($(rcvbuf_errors) - d0))
+  c1="$(bench_cpu_ticks "$RPID")"; t1="$(bench_now)"
+  note "$v" "$kind-rcvbuf" $(($(bench_rcvbuf_errors) - d0))
   note "$v" "$kind-cpu" "$(echo "scale=1; 100 * ($c1 - $c0) / $hz / ($t1 - $t0)" | bc)"
   note "$v" "$kind-mbit" "$(jq '(.end.sum_received.bits_per_second // 0) / 1e6 * 10 | floor / 10' "$out" 2>/dev/null || echo 0)"
   if [[ -n "$fpid" ]]; then
@@ -158,9 +143,9 @@ alone() {
   rig_bg net "alone-$v-$r" taskset -c "$OTHER_CPU" "$gen" 203.0.113.1:41641 "$((secs + 1))" "$pps"
   fpid="$RIG_LAST_PID"
   sleep 0.5
-  c0="$(cpu_ticks "$RPID")"; t0="$(bench_now)"; n0="$(refused "$v")"
+  c0="$(bench_cpu_ticks "$RPID")"; t0="$(bench_now)"; n0="$(refused "$v")"
   sleep "$secs"
-  c1="$(cpu_ticks "$RPID")"; t1="$(bench_now)"; n1="$(refused "$v")"
+  c1="$(bench_cpu_ticks "$RPID")"; t1="$(bench_now)"; n1="$(refused "$v")"
   wait "$fpid" || true
   note "$v" alone-cpu "$(echo "scale=1; 100 * ($c1 - $c0) / $hz / ($t1 - $t0)" | bc)"
   note "$v" alone-read "$(echo "($n1 - $n0) / ($t1 - $t0)" | bc)"

@@ -176,3 +176,24 @@ bench_ping_gap() {
     awk -v from="$2" -v to="$3" '$1 >= from && $1 <= to {
       if (n++ && $1 - prev > max) max = $1 - prev; prev = $1 } END {printf "%d\n", max * 1000}'
 }
+
+# The subnet-router benches' checks (throughput, flood, fallback): the tailscaled client on `cli`,
+# the router host `rtr` at 198.18.0.2, the LAN host 192.0.2.10.
+# bench_client_sees NAME: the client lists NAME online as the primary router for 192.0.2.0/24.
+bench_client_sees() {
+  rig_ts client status --json | jq -e --arg n "$1" \
+    '.Peer[] | select(.HostName == $n and .Online == true and ((.PrimaryRoutes // []) | index("192.0.2.0/24")))' >/dev/null
+}
+# bench_direct NAME: `tailscale ping` from the client reaches NAME over direct UDP at 198.18.0.2:41641.
+bench_direct() {
+  local ip out
+  ip="$(rig_ts client status --json | jq -r --arg n "$1" '.Peer[] | select(.HostName == $n) | .TailscaleIPs[0]')"
+  out="$(rig_ts client ping -c 20 --until-direct=true --timeout=2s "$ip" 2>&1 || true)"
+  [[ "$(tail -n 1 <<<"$out")" == *"via 198.18.0.2:41641 "* ]]
+}
+# bench_lan_pings: 192.0.2.10 answers three pings in a row from the client.
+bench_lan_pings() { rig_exec cli ping -c 3 -i 0.2 -W 1 192.0.2.10 >/dev/null 2>&1; }
+# bench_cpu_ticks PID: user + system clock ticks of a process, all its threads.
+bench_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# bench_rcvbuf_errors: UDP datagrams the router host dropped for a full socket buffer so far.
+bench_rcvbuf_errors() { rig_exec rtr awk '/^Udp:/ && ++n == 2 {print $6}' /proc/net/snmp; }

@@ -86,23 +86,11 @@ rig_bg lan iperf3 taskset -c "$OTHER_CPU" iperf3 -s -B 192.0.2.10
 mkdir -p "$RIG_DIR/wg"
 for h in cli rtr; do (umask 077; wg genkey >"$RIG_DIR/wg/$h.key"); wg pubkey <"$RIG_DIR/wg/$h.key" >"$RIG_DIR/wg/$h.pub"; done
 
-# client_sees NAME: the client lists NAME online as the primary router for 192.0.2.0/24.
-client_sees() {
-  rig_ts client status --json | jq -e --arg n "$1" \
-    '.Peer[] | select(.HostName == $n and .Online == true and ((.PrimaryRoutes // []) | index("192.0.2.0/24")))' >/dev/null
-}
-# direct NAME: `tailscale ping` from the client reaches NAME over direct UDP at 198.18.0.2:41641.
-direct() {
-  local ip out
-  ip="$(rig_ts client status --json | jq -r --arg n "$1" '.Peer[] | select(.HostName == $n) | .TailscaleIPs[0]')"
-  out="$(rig_ts client ping -c 20 --until-direct=true --timeout=2s "$ip" 2>&1 || true)"
-  [[ "$(tail -n 1 <<<"$out")" == *"via 198.18.0.2:41641 "* ]]
-}
 # lan_ok: 192.0.2.10 answers three pings in a row, and a TCP SYN to a closed port (9) gets its
 # RST back (TCP passes both ways; iperf3's own port is left alone).
 lan_ok() {
   local out
-  rig_exec cli ping -c 3 -i 0.2 -W 1 192.0.2.10 >/dev/null 2>&1 || return 1
+  bench_lan_pings || return 1
   out="$(rig_exec cli timeout 2 bash -c 'exec 3<>/dev/tcp/192.0.2.10/9' 2>&1 || true)"
   [[ "$out" == *refused* ]]
 }
@@ -133,9 +121,9 @@ up() {
   esac
   RPID="${PID[$name]}"
   approve "$name"
-  rig_wait_for 30 "client sees $name as the router" client_sees "$name" ||
+  rig_wait_for 30 "client sees $name as the router" bench_client_sees "$name" ||
     rig_fail "the client does not list $name online with 192.0.2.0/24: $(rig_ts client status 2>&1 | tail -n 5)"
-  rig_wait_for 20 "direct path to $name" direct "$name" ||
+  rig_wait_for 20 "direct path to $name" bench_direct "$name" ||
     rig_fail "no direct path to $name: $(rig_ts client ping -c 3 "$name" 2>&1 | tail -n 2)"
   rig_wait_for 20 "192.0.2.10 via $name" lan_ok || rig_fail "192.0.2.10 unreachable via $name"
 }
@@ -166,9 +154,6 @@ wg_start() {
   rig_exec "$ns" ip link set "$ifname" mtu 1280 up
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# rcvbuf_errors: UDP datagrams the router host's kernel dropped for a full socket buffer
-rcvbuf_errors() { rig_exec rtr awk '/^Udp:/ && ++n == 2 {print $6}' /proc/net/snmp; }
 hz="$(getconf CLK_TCK)"
 declare -A vals  # "variant/metric" -> values over rounds
 note() { vals["$1/$2"]+="$3 "; }
@@ -176,7 +161,7 @@ note() { vals["$1/$2"]+="$3 "; }
 iperf() {
   local v="$1" proto="$2" out="$RIG_DIR/iperf3-$1-$2-$r.json" c0 c1 t0 t1 d0 try
   for try in 1 2 3; do
-    c0="$(cpu_ticks "$RPID")"; t0="$(bench_now)"; d0="$(rcvbuf_errors)"
+    c0="$(bench_cpu_ticks "$RPID")"; t0="$(bench_now)"; d0="$(bench_rcvbuf_errors)"
     # iperf3 -J exits 0 when it cannot connect: the JSON must have no error and some traffic.
     rig_exec cli taskset -c "$OTHER_CPU" iperf3 -c 192.0.2.10 -t "$secs" --connect-timeout 5000 -J "${@:3}" >"$out" 2>&1 &&
       jq -e '.error == null and ((.end.sum_received.bits_per_second // .end.sum.bits_per_second // 0) > 0)' "$out" >/dev/null &&
@@ -187,8 +172,8 @@ iperf() {
     ((try < 3)) || rig_fail "iperf3 $proto through $v failed 3 times"
     rig_wait_for 30 "192.0.2.10 via $v again" lan_ok || rig_fail "192.0.2.10 unreachable via $v"
   done
-  c1="$(cpu_ticks "$RPID")"; t1="$(bench_now)"
-  note "$v" "$proto-rcvbuf" $(($(rcvbuf_errors) - d0))
+  c1="$(bench_cpu_ticks "$RPID")"; t1="$(bench_now)"
+  note "$v" "$proto-rcvbuf" $(($(bench_rcvbuf_errors) - d0))
   note "$v" "$proto-cpu" "$(echo "scale=1; 100 * ($c1 - $c0) / $hz / ($t1 - $t0)" | bc)"
   if [[ "$proto" == tcp ]]; then
     note "$v" tcp-mbit "$(jq '.end.sum_received.bits_per_second / 1e6 * 10 | floor / 10' "$out")"
