@@ -59,19 +59,9 @@ echo "pinning: router process on CPU $ROUTER_CPU; client tailscaled and ping on 
 load_start="$(cut -d" " -f1-3 /proc/loadavg)"  # the machine may be shared: shown under the table
 
 declare -A PID
-ts_start() {
-  bench_pinned_tailscaled "$@"
-  rig_wait_for 30 "$2's socket" test -S "$RIG_DIR/$2/tailscaled.sock" || rig_fail "tailscaled $2 did not start"
-}
-tt_start() {
-  bench_pinned_tinytail "$@"
-  rig_wait_for 10 "$2's socket" test -S "$RIG_DIR/$2/tinytail.sock" || rig_fail "tinytail run ($2) did not start"
-}
 stop() { bench_kill "${PID[$1]}"; unset "PID[$1]"; }
 
-ts_start cli client "$OTHER_CPU"
-rig_ts client up --login-server="$HS_URL" --auth-key="$(rig_authkey)" --hostname=client \
-  --accept-routes --accept-dns=false --timeout=60s >/dev/null || rig_fail "client up failed"
+bench_client_join "$OTHER_CPU"
 
 block_udp() {
   rig_exec wan nft -f - <<'EOF'
@@ -98,23 +88,7 @@ router_ping() {
 # wait until 192.0.2.10 answers through it over the direct path. Sets name.
 up() {
   name="r${1:0:2}$r"
-  case "$1" in
-    tinytail)
-      tt_start rtr "$name" "$ROUTER_CPU"
-      rig_exec rtr "$TT_BIN" up --socket "$RIG_DIR/$name/tinytail.sock" --login-server "$HS_URL" \
-        --auth-key "$(rig_authkey)" --hostname "$name" --advertise-routes 192.0.2.0/24 --timeout 60 >/dev/null ||
-        rig_fail "tinytail up failed: $(tail -n 5 "$RIG_DIR/$name.log")" ;;
-    tailscaled)
-      ts_start rtr "$name" "$ROUTER_CPU"
-      rig_ts "$name" up --login-server="$HS_URL" --auth-key="$(rig_authkey)" --hostname="$name" \
-        --advertise-routes=192.0.2.0/24 --accept-dns=false --timeout=60s >/dev/null ||
-        rig_fail "tailscaled router up failed: $(tail -n 5 "$RIG_DIR/$name.log")" ;;
-  esac
-  bench_hs_approve "$name"
-  rig_wait_for 30 "client sees $name as the router" bench_client_sees "$name" ||
-    rig_fail "the client does not list $name online with 192.0.2.0/24: $(rig_ts client status 2>&1 | tail -n 5)"
-  rig_wait_for 20 "direct path to $name" bench_direct "$name" ||
-    rig_fail "no direct path to $name: $(rig_ts client ping -c 3 "$name" 2>&1 | tail -n 2)"
+  bench_router_join "$1" "$name" "$ROUTER_CPU"
   rig_wait_for 20 "192.0.2.10 via $name" bench_lan_pings || rig_fail "192.0.2.10 unreachable via $name"
 }
 down() {

@@ -71,10 +71,7 @@ echo "tailscaled: $("$PEERS/tailscaled" --version | head -n 1); $(iperf3 --versi
 load_start="$(cut -d" " -f1-3 /proc/loadavg)"
 
 declare -A PID
-bench_pinned_tailscaled cli client "$OTHER_CPU"
-rig_wait_for 30 "client's socket" test -S "$RIG_DIR/client/tailscaled.sock" || rig_fail "tailscaled client did not start"
-rig_ts client up --login-server="$HS_URL" --auth-key="$(rig_authkey)" --hostname=client \
-  --accept-routes --accept-dns=false --timeout=60s >/dev/null || rig_fail "client up failed"
+bench_client_join "$OTHER_CPU"
 rig_bg lan iperf3 taskset -c "$OTHER_CPU" iperf3 -s -B 192.0.2.10
 
 # path NAME: how the client reaches NAME now: its direct address, or DERP (CurAddr empty).
@@ -86,15 +83,8 @@ path() {
 # direct path. Sets RPID and name.
 up() {
   name="rf${1:0:2}$r"
-  TT_BIN="${BIN[$1]}" bench_pinned_tinytail rtr "$name" "$ROUTER_CPU"
-  rig_wait_for 10 "$name's socket" test -S "$RIG_DIR/$name/tinytail.sock" || rig_fail "tinytail run ($name) did not start"
-  rig_exec rtr "${BIN[$1]}" up --socket "$RIG_DIR/$name/tinytail.sock" --login-server "$HS_URL" \
-    --auth-key "$(rig_authkey)" --hostname "$name" --advertise-routes 192.0.2.0/24 --timeout 60 >/dev/null ||
-    rig_fail "tinytail up failed: $(tail -n 5 "$RIG_DIR/$name.log")"
+  TT_BIN="${BIN[$1]}" bench_router_join tinytail "$name" "$ROUTER_CPU"
   RPID="${PID[$name]}"
-  bench_hs_approve "$name"
-  rig_wait_for 30 "client sees $name as the router" bench_client_sees "$name" || rig_fail "the client does not list $name with the route"
-  rig_wait_for 20 "direct path to $name" bench_direct "$name" || rig_fail "no direct path to $name"
   rig_wait_for 20 "192.0.2.10 via $name" bench_lan_pings || rig_fail "192.0.2.10 unreachable via $name"
 }
 down() {

@@ -197,3 +197,38 @@ bench_lan_pings() { rig_exec cli ping -c 3 -i 0.2 -W 1 192.0.2.10 >/dev/null 2>&
 bench_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # bench_rcvbuf_errors: UDP datagrams the router host dropped for a full socket buffer so far.
 bench_rcvbuf_errors() { rig_exec rtr awk '/^Udp:/ && ++n == 2 {print $6}' /proc/net/snmp; }
+# bench_router_join KIND NAME CPU: a router node NAME of KIND (tinytail, the build in $TT_BIN, or
+# tailscaled) starts on the router host pinned to CPU, joins advertising 192.0.2.0/24 and is
+# approved; returns once the client lists it as the route's router and reaches it directly.
+# Records PID[NAME] (the caller declares PID).
+bench_router_join() {
+  local kind="$1" name="$2" cpu="$3"
+  case "$kind" in
+    tinytail)
+      bench_pinned_tinytail rtr "$name" "$cpu"
+      rig_wait_for 10 "$name's socket" test -S "$RIG_DIR/$name/tinytail.sock" || rig_fail "tinytail run ($name) did not start"
+      rig_exec rtr "$TT_BIN" up --socket "$RIG_DIR/$name/tinytail.sock" --login-server "$HS_URL" \
+        --auth-key "$(rig_authkey)" --hostname "$name" --advertise-routes 192.0.2.0/24 --timeout 60 >/dev/null ||
+        rig_fail "tinytail up failed: $(tail -n 5 "$RIG_DIR/$name.log")" ;;
+    tailscaled)
+      bench_pinned_tailscaled rtr "$name" "$cpu"
+      rig_wait_for 30 "$name's socket" test -S "$RIG_DIR/$name/tailscaled.sock" || rig_fail "tailscaled $name did not start"
+      rig_ts "$name" up --login-server="$HS_URL" --auth-key="$(rig_authkey)" --hostname="$name" \
+        --advertise-routes=192.0.2.0/24 --accept-dns=false --timeout=60s >/dev/null ||
+        rig_fail "tailscaled router up failed: $(tail -n 5 "$RIG_DIR/$name.log")" ;;
+    *) rig_fail "bench_router_join: unknown kind $kind" ;;
+  esac
+  bench_hs_approve "$name"
+  rig_wait_for 30 "client sees $name as the router" bench_client_sees "$name" ||
+    rig_fail "the client does not list $name online with 192.0.2.0/24: $(rig_ts client status 2>&1 | tail -n 5)"
+  rig_wait_for 20 "direct path to $name" bench_direct "$name" ||
+    rig_fail "no direct path to $name: $(rig_ts client ping -c 3 "$name" 2>&1 | tail -n 2)"
+}
+# bench_client_join CPU: the tailscaled client on the client host, pinned to CPU, joins and
+# accepts the routers' routes. Records PID[client].
+bench_client_join() {
+  bench_pinned_tailscaled cli client "$1"
+  rig_wait_for 30 "client's socket" test -S "$RIG_DIR/client/tailscaled.sock" || rig_fail "tailscaled client did not start"
+  rig_ts client up --login-server="$HS_URL" --auth-key="$(rig_authkey)" --hostname=client \
+    --accept-routes --accept-dns=false --timeout=60s >/dev/null || rig_fail "client up failed"
+}

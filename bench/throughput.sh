@@ -63,23 +63,10 @@ echo "pinning: router process on CPU $ROUTER_CPU; client tunnel, iperf3 client a
 load_start="$(cut -d" " -f1-3 /proc/loadavg)"  # the machine may be shared: shown under the table
 
 declare -A PID  # name -> pid of the running process
-# ts_start/tt_start NS NAME CPU: pinned (bench/lib.sh), then wait for the socket.
-ts_start() {
-  bench_pinned_tailscaled "$@"
-  rig_wait_for 30 "$2's socket" test -S "$RIG_DIR/$2/tailscaled.sock" || rig_fail "tailscaled $2 did not start"
-}
-tt_start() {
-  bench_pinned_tinytail "$@"
-  rig_wait_for 10 "$2's socket" test -S "$RIG_DIR/$2/tinytail.sock" || rig_fail "tinytail run ($2) did not start"
-}
-node_id() { bench_hs_node_id "$1"; }
-approve() { bench_hs_approve "$1"; }
 stop() { bench_kill "${PID[$1]}"; unset "PID[$1]"; }
 
 # The client; the routers join fresh for each measurement (up/down below).
-ts_start cli client "$OTHER_CPU"
-rig_ts client up --login-server="$HS_URL" --auth-key="$(rig_authkey)" --hostname=client \
-  --accept-routes --accept-dns=false --timeout=60s >/dev/null || rig_fail "client up failed"
+bench_client_join "$OTHER_CPU"
 rig_bg lan iperf3 taskset -c "$OTHER_CPU" iperf3 -s -B 192.0.2.10
 
 # WireGuard keys for the wireguard-go reference.
@@ -100,16 +87,6 @@ lan_ok() {
 up() {
   name="r${1:0:2}$r"  # tailscaled names its TUN ts-NAME: keep it short
   case "$1" in
-    tinytail)
-      tt_start rtr "$name" "$ROUTER_CPU"
-      rig_exec rtr "$TT_BIN" up --socket "$RIG_DIR/$name/tinytail.sock" --login-server "$HS_URL" \
-        --auth-key "$(rig_authkey)" --hostname "$name" --advertise-routes 192.0.2.0/24 --timeout 60 >/dev/null ||
-        rig_fail "tinytail up failed: $(tail -n 5 "$RIG_DIR/$name.log")" ;;
-    tailscaled)
-      ts_start rtr "$name" "$ROUTER_CPU"
-      rig_ts "$name" up --login-server="$HS_URL" --auth-key="$(rig_authkey)" --hostname="$name" \
-        --advertise-routes=192.0.2.0/24 --accept-dns=false --timeout=60s >/dev/null ||
-        rig_fail "tailscaled router up failed: $(tail -n 5 "$RIG_DIR/$name.log")" ;;
     wireguard-go)
       wg_start rtr "$ROUTER_CPU" 198.19.0.1 198.19.0.2/32 ""
       wg_start cli "$OTHER_CPU" 198.19.0.2 198.19.0.1/32,192.0.2.0/24 198.18.0.2:51820
@@ -118,13 +95,9 @@ up() {
       RPID="${PID[wg-rtr]}"
       rig_wait_for 10 "192.0.2.10 over wireguard-go" lan_ok || rig_fail "192.0.2.10 unreachable over wireguard-go"
       return 0 ;;
+    *) bench_router_join "$1" "$name" "$ROUTER_CPU" ;;
   esac
   RPID="${PID[$name]}"
-  approve "$name"
-  rig_wait_for 30 "client sees $name as the router" bench_client_sees "$name" ||
-    rig_fail "the client does not list $name online with 192.0.2.0/24: $(rig_ts client status 2>&1 | tail -n 5)"
-  rig_wait_for 20 "direct path to $name" bench_direct "$name" ||
-    rig_fail "no direct path to $name: $(rig_ts client ping -c 3 "$name" 2>&1 | tail -n 2)"
   rig_wait_for 20 "192.0.2.10 via $name" lan_ok || rig_fail "192.0.2.10 unreachable via $name"
 }
 # down VARIANT: stop it; a router node is deleted from Headscale, so its route goes at once.
@@ -132,7 +105,7 @@ down() {
   case "$1" in
     tinytail | tailscaled)
       stop "$name"
-      rig_hs nodes delete --identifier "$(node_id "$name")" >/dev/null ;;
+      rig_hs nodes delete --identifier "$(bench_hs_node_id "$name")" >/dev/null ;;
     wireguard-go)
       rig_exec cli ip rule del to 192.0.2.0/24 lookup 51820 priority 100 || true
       stop wg-cli; stop wg-rtr ;;
