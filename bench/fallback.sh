@@ -63,18 +63,6 @@ stop() { bench_kill "${PID[$1]}"; unset "PID[$1]"; }
 
 bench_client_join "$OTHER_CPU"
 
-block_udp() {
-  rig_exec wan nft -f - <<'EOF'
-table bridge ttbench_fallback {
-  chain forward {
-    type filter hook forward priority 0; policy accept;
-    ip saddr 198.18.0.20 ip daddr 198.18.0.2 meta l4proto udp drop
-    ip saddr 198.18.0.2 ip daddr 198.18.0.20 meta l4proto udp drop
-  }
-}
-EOF
-}
-unblock_udp() { rig_exec wan nft delete table bridge ttbench_fallback; }
 
 # router_ping VARIANT NAME: the router's own ping to the client, one disco ping, no direct retries.
 router_ping() {
@@ -105,7 +93,7 @@ measure() {
   rig_wait_for 5 "ping stream answered" grep -q "bytes from" "$log" || rig_fail "run $r $v: no reply before the block"
   from="$(bench_now)"
   sleep "$2"
-  block_udp
+  rig_block_udp
   blocked="$(bench_now)"
   sleep "$AFTER_BLOCK"
   to="$(bench_now)"
@@ -115,7 +103,7 @@ measure() {
   rpath="$(router_ping "$v" "$name" | tail -n 1 || true)"
   [[ "$path" == *"via DERP("* ]] || rig_fail "run $r $v: the client's path to $name is not DERP after the block: $path"
   [[ "$rpath" == *"via DERP("* ]] || rig_fail "run $r $v: $name's path to the client is not DERP after the block: $rpath"
-  unblock_udp
+  rig_unblock_udp
   vals[$v]+="$gap "
   echo "run $r $v: longest gap ${gap} ms (block $(echo "$blocked - $from" | bc | xargs printf '%.1f') s into the stream); client: $path; router: $rpath" >&2
 }

@@ -42,17 +42,6 @@ pass() { printf 'control: ok  %s\n' "$*"; }
     store="$("$TT" store info --state "$tt_state" 2>&1)" || rc=$?
     ((rc == 0)) && [[ -n "$store" ]] || rig_fail "tinytail store info exited $rc: $store"
   }
-  # lacks DESC STRING FILE...: each FILE exists, is readable and non-empty, and does not hold
-  # STRING (grep's 2, an unreadable file, fails the run instead of passing as "not found").
-  lacks() {
-    local desc="$1" s="$2" f rc; shift 2
-    for f in "$@"; do
-      [[ -f "$f" && -r "$f" && -s "$f" ]] || rig_fail "$desc: $f is missing, unreadable or empty"
-      rc=0; grep -qaF -- "$s" "$f" || rc=$?
-      ((rc != 0)) || rig_fail "$desc: $f holds it"
-      ((rc == 1)) || rig_fail "$desc: grep $f exited $rc"
-    done
-  }
   tt_start() {
     rig_bg rtr "tinytail-$1" env SSL_CERT_FILE="$RIG_CA" "$TT" run --state "$tt_state" --socket "$tt_sock"
     TT_PID="$RIG_LAST_PID"
@@ -92,7 +81,7 @@ pass() { printf 'control: ok  %s\n' "$*"; }
   store_info
   grep -Eq '^records +0$' <<<"$store" || rig_fail "7: records were stored after bad input: $store"
   [[ "$(rig_hs nodes list -o json | jq 'length')" == 1 ]] || rig_fail "7: a node was registered after bad input"
-  lacks "7: a secret reached the agent's log" 'SecretSecret' "$RIG_DIR/tinytail-1.log"
+  rig_lacks "7: a secret reached the agent's log" 'SecretSecret' "$RIG_DIR/tinytail-1.log"
   pass "7  nothing persisted (store holds 0 records, Headscale still has 1 node), no secret in the log"
 
   # --- 1: register with a pre-auth key -----------------------------------------------------
@@ -112,7 +101,7 @@ pass() { printf 'control: ok  %s\n' "$*"; }
   tt_status | jq -e '.Self.DiscoKey != null and (.DiscoKey | startswith("discokey:")) and .PreferredDERP == 999' >/dev/null ||
     rig_fail "1: no disco key or home DERP"
   pass "1  we sent a disco key and PreferredDERP 999"
-  lacks "1: the auth key reached the log or the store" "$key" "$RIG_DIR/tinytail-1.log" "$tt_state"
+  rig_lacks "1: the auth key reached the log or the store" "$key" "$RIG_DIR/tinytail-1.log" "$tt_state"
   store_info
   grep -q ' node-key ' <<<"$store" || rig_fail "1: no node key in the store: $store"
   [[ "$(stat -c %a "$tt_state")" == 600 && "$(stat -c %a "$tt_sock")" == 600 ]] || rig_fail "1: state or socket not 0600"

@@ -46,23 +46,11 @@ pass() { printf 'datapath: ok  %s\n' "$*"; }
   rig_headscale_start
   HS_PID="$RIG_LAST_PID"
 
-  block_udp() {
-    rig_exec wan nft -f - <<'EOF'
-table bridge ttblock {
-  chain forward {
-    type filter hook forward priority 0; policy accept;
-    ip saddr 198.18.0.20 ip daddr 198.18.0.2 meta l4proto udp drop
-    ip saddr 198.18.0.2 ip daddr 198.18.0.20 meta l4proto udp drop
-  }
-}
-EOF
-  }
-  unblock_udp() { rig_exec wan nft delete table bridge ttblock; }
   tt_status() { control_tt status --json; }
   peer_path() { tt_status | jq -r '.Peer[] | select(.HostName == "client") | .CurAddr'; }
 
   # --- setup: UDP blocked from the start, so the first contact can only be DERP -------------
-  block_udp
+  rig_block_udp
   rig_tailscaled_start cli client
   rig_ts client up --login-server="$HS_URL" --auth-key="$(rig_authkey)" --hostname=client \
     --accept-routes --timeout=60s >/dev/null
@@ -95,7 +83,7 @@ EOF
   pass "netcheck: $(tr '\n\t' '  ' <<<"$out" | tr -s ' ')"
 
   # --- 2: direct, then back to DERP under a running transfer -----------------------------------
-  unblock_udp
+  rig_unblock_udp
   start=$(date +%s.%N)
   rig_wait_for 10 "direct path" bash -c \
     "'$RIG_PEERS/tailscale' --socket='$RIG_DIR/client/tailscaled.sock' ping -c 1 --until-direct=false router |
@@ -121,7 +109,7 @@ EOF
   rig_bg cli transfer curl -sf --limit-rate 2M -o "$RIG_DIR/blob.got" http://192.0.2.10/blob
   transfer_pid="$RIG_LAST_PID"
   sleep 4
-  block_udp
+  rig_block_udp
   blocked_at="$(bench_now)"
   transfer_deadline=$((SECONDS + 60))
   tt_back="not within 20 s"
@@ -148,7 +136,7 @@ EOF
   out2="$(control_tt ping -c 1 --until-direct=false client 2>&1)" || true
   grep -q "via DERP(rig)" <<<"$out2" || rig_fail "2: tinytail ping not via DERP after the block: $out2"
   pass "2: 30 MB transfer completed intact over the fallback; tailscale ping: $out; tinytail ping: $out2"
-  unblock_udp
+  rig_unblock_udp
 
   # --- 3: subnet routing, SNAT on and off ------------------------------------------------------
   web_log="$RIG_DIR/web80.log"

@@ -103,17 +103,6 @@ pass() { printf 'web: ok  %s\n' "$*"; }
       rig_fail "$method $path with Host $evil: HTTP $code (want 403 forbidden): $(head -c 200 "$f")"
     pass "$method $path with Host/Origin $evil -> $code $(head -n1 "$f")"
   }
-  # lacks DESC STRING FILE...: each FILE exists, is readable and non-empty, and does not hold
-  # STRING (grep's 2, an unreadable file, fails the run instead of passing as "not found").
-  lacks() {
-    local desc="$1" s="$2" f rc; shift 2
-    for f in "$@"; do
-      [[ -f "$f" && -r "$f" && -s "$f" ]] || rig_fail "$desc: $f is missing, unreadable or empty"
-      rc=0; grep -qaF -- "$s" "$f" || rc=$?
-      ((rc != 0)) || rig_fail "$desc: $f holds it"
-      ((rc == 1)) || rig_fail "$desc: grep $f exited $rc"
-    done
-  }
   # api NAME METHOD PATH [BODY]: curl from the LAN host; the body is kept with the traffic.
   api() {
     local name="$1" method="$2" path="$3" body="${4:-}" code
@@ -282,7 +271,7 @@ pass() { printf 'web: ok  %s\n' "$*"; }
   pass "the capture holds $n responses ($bytes bytes) from every browser phase and the API"
   [[ -n "$key" ]] || rig_fail "no auth key to look for"
   ! grep -rqaF "$key" "$traffic" || rig_fail "a response body holds the auth key"
-  lacks "the log holds the auth key" "$key" "$RIG_DIR"/tinytail-*.log
+  rig_lacks "the log holds the auth key" "$key" "$RIG_DIR"/tinytail-*.log
   ! grep -rqa 'privkey:' "$traffic" || rig_fail "a response holds a privkey: string"
   python3 - "$tt_state" "$traffic" <<'EOF' || rig_fail "a response body holds a stored secret"
 import base64, os, re, sys

@@ -242,6 +242,34 @@ rig_ts() {
   "$(rig_peers)/tailscale" --socket="$RIG_DIR/$name/tailscaled.sock" "$@"
 }
 
+# rig_block_udp / rig_unblock_udp: drop, then allow again, all UDP between the client host
+# (198.18.0.20) and the router host (198.18.0.2) on the WAN bridge (nft bridge family in the WAN
+# namespace): direct paths die, DERP (TCP) stays.
+rig_block_udp() {
+  rig_exec wan nft -f - <<'EOF'
+table bridge rigblock {
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    ip saddr 198.18.0.20 ip daddr 198.18.0.2 meta l4proto udp drop
+    ip saddr 198.18.0.2 ip daddr 198.18.0.20 meta l4proto udp drop
+  }
+}
+EOF
+}
+rig_unblock_udp() { rig_exec wan nft delete table bridge rigblock; }
+
+# rig_lacks DESC STRING FILE...: each FILE exists, is readable and non-empty, and does not hold
+# STRING (grep's 2, an unreadable file, fails the run instead of passing as "not found").
+rig_lacks() {
+  local desc="$1" s="$2" f rc; shift 2
+  for f in "$@"; do
+    [[ -f "$f" && -r "$f" && -s "$f" ]] || rig_fail "$desc: $f is missing, unreadable or empty"
+    rc=0; grep -qaF -- "$s" "$f" || rc=$?
+    ((rc != 0)) || rig_fail "$desc: $f holds it"
+    ((rc == 1)) || rig_fail "$desc: grep $f exited $rc"
+  done
+}
+
 rig_down() {
   local rc=$?
   trap - EXIT
