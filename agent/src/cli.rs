@@ -48,11 +48,14 @@ commands:
   board       print the board configuration compiled into this binary
   store info  show the flash store's capacity, use, erase counts and record kinds (--state PATH)
   web setup-code  print a one-time code to set or reset the web page's admin password
+  lock [status]   tailnet lock: whether it is enabled and this node's tailnet-lock key (--json);
+                  lock log says when it is not enabled; the other lock verbs are not implemented yet
   help        print this help
 
 Every verb but version, board, store and help takes --socket PATH (default /var/run/tinytail/tinytail.sock),
 before the verb (as `tailscale --socket=PATH status`) or after it.
-Not yet implemented (see README, \"Status\"): lock, cert.
+Not yet implemented (see README, \"Status\"): lock init/add/remove/sign/disable/local-disable/
+revoke-keys and tailnet-lock sync, cert.
 ";
 
 /// Exit code for usage errors (as Go's flag package).
@@ -94,6 +97,7 @@ pub fn run(args: &[String], board: &Board, build: &Build) -> ExitCode {
         Some("netcheck") => cmd_netcheck(rest),
         Some("store") => return crate::store_cmd::run(rest, board),
         Some("web") => cmd_web(rest),
+        Some("lock") => cmd_lock(rest),
         None | Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             if verb.is_none() {
@@ -108,9 +112,10 @@ pub fn run(args: &[String], board: &Board, build: &Build) -> ExitCode {
 }
 
 /// Verbs that talk to (or are) the agent, and so take `--socket`.
-const SOCKET_VERBS: &[&str] = &["run", "up", "down", "logout", "status", "ip", "ping", "netcheck", "web"];
+const SOCKET_VERBS: &[&str] =
+    &["run", "up", "down", "logout", "status", "ip", "ping", "netcheck", "web", "lock"];
 /// Verbs whose first argument is a sub-verb (`web setup-code`): global flags go after it.
-const SUB_VERBS: &[&str] = &["web", "store"];
+const SUB_VERBS: &[&str] = &["web", "store", "lock"];
 
 /// Splits `[global flags] verb [args]`: global flags (`--socket PATH`, `--socket=PATH`, one or
 /// two dashes) may come before the verb, as tailscale's CLI takes them; they are handed to the
@@ -285,6 +290,49 @@ fn web_listen(flag: Option<&str>, board: Option<&str>) -> Result<Option<std::net
         Some(addr) => addr.parse().map(Some).map_err(|_| {
             Failure::Usage(format!("invalid value \"{addr}\" for -web-listen: expected ADDR:PORT or off"))
         }),
+    }
+}
+
+/// `tinytail lock [status] [--json]` and `lock log`, as `tailscale lock` prints them for a node
+/// without a tailnet-lock authority. The verbs that change the lock need the sync protocol,
+/// which tinytail does not have yet: they say so and send nothing.
+fn cmd_lock(args: &[String]) -> Result<(), Failure> {
+    let (verb, rest) = match args.first().map(String::as_str) {
+        None => ("status", args),
+        Some(v) if v.starts_with('-') => ("status", args),
+        Some(v) => (v, &args[1..]),
+    };
+    match verb {
+        "status" => {
+            let flags = Flags::parse(rest, &[SOCKET_FLAG, ("json", Kind::Bool)])?;
+            match call(&flags.socket(), &Request::LockStatus, |_| {})? {
+                Reply::Ok { data, .. } if flags.bool("json") == Some(true) => {
+                    println!("{}", serde_json::to_string_pretty(&data).unwrap_or_default());
+                    Ok(())
+                }
+                Reply::Ok { message, .. } => {
+                    println!("{message}");
+                    Ok(())
+                }
+                Reply::Error(e) => Err(Failure::Failed(e)),
+                Reply::AuthUrl(_) => Err(Failure::Failed("unexpected reply".into())),
+            }
+        }
+        "log" => {
+            let flags = Flags::parse(rest, &[SOCKET_FLAG, ("json", Kind::Bool), ("limit", Kind::Value)])?;
+            match call(&flags.socket(), &Request::LockStatus, |_| {})? {
+                // tailscale's words and exit status for a node without an authority.
+                Reply::Ok { .. } => Err(Failure::Failed("Tailnet Lock is not enabled".into())),
+                Reply::Error(e) => Err(Failure::Failed(e)),
+                Reply::AuthUrl(_) => Err(Failure::Failed("unexpected reply".into())),
+            }
+        }
+        "init" | "add" | "remove" | "sign" | "disable" | "local-disable" | "revoke-keys" | "disablement-kdf" => {
+            Err(Failure::Failed(format!(
+                "lock {verb}: not implemented yet (tinytail has no tailnet-lock sync yet; see README, \"Tailnet lock\")"
+            )))
+        }
+        other => Err(Failure::Usage(format!("unknown lock subcommand \"{other}\"; run `tinytail help`"))),
     }
 }
 

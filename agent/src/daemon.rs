@@ -54,7 +54,16 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
         web::check_listen(config)?;
     }
     let store = FlashState::open(&board.storage, opts.state_path.as_deref())?;
-    let state = store.load().map_err(|e| format!("loading state: {e}"))?;
+    let mut state = store.load().map_err(|e| format!("loading state: {e}"))?;
+    if state.lock_key.is_none() {
+        // Made once, on the first run: control learns it at registration (RegisterRequest.NLKey).
+        let key = PrivateKey(random::bytes32());
+        store.save_lock_key(&key).map_err(|e| format!("saving the tailnet-lock key: {e}"))?;
+        state.lock_key = Some(key);
+        if let Some(public) = state.lock_public() {
+            log(&format!("tailnet lock: this node's key is {}", public.cli()));
+        }
+    }
     let disco = random::private_key();
     let start_control = state.registered && state.want_running;
     // The web page's sessions and credentials; the daemon holds them so `tinytail web setup-code`

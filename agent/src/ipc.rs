@@ -26,6 +26,9 @@ pub enum Request {
     },
     /// `tinytail netcheck`: UDP, our address as STUN sees it, DERP region latencies.
     Netcheck,
+    /// `tinytail lock status`: the tailnet-lock state and our tailnet-lock key.
+    #[serde(rename = "lock-status")]
+    LockStatus,
 }
 
 /// `tinytail up`'s flags; `None` = not given = keep the current pref.

@@ -47,7 +47,34 @@ pub(crate) async fn handle_request(
         Request::WebSetupCode => Reply::Error("setup codes are issued over the CLI socket only".into()),
         Request::Ping { target, timeout_ms } => ping(agent, &target, Duration::from_millis(timeout_ms)).await,
         Request::Netcheck => netcheck(agent).await,
+        Request::LockStatus => lock_status(&agent.lock()),
     }
+}
+
+/// `tinytail lock status`: what tailscale prints for a node without a tailnet-lock authority,
+/// with our key. tinytail does not sync the authority yet (see README, "Tailnet lock"): when
+/// control reports a lock head, saying "not enabled" would be false, so that is an error.
+fn lock_status(s: &Shared) -> Reply {
+    if let Some(tka) = s.netmap.tka.as_ref().filter(|t| !t.disabled && !t.head.is_empty()) {
+        return Reply::Error(format!(
+            "tailnet lock is enabled on this tailnet (control reports head {}), but tinytail cannot \
+             sync it yet: this node's lock state is unknown",
+            tka.head
+        ));
+    }
+    let public = s.state.lock_public();
+    let mut message = String::from("Tailnet Lock is NOT enabled.\n");
+    if let Some(key) = &public {
+        message.push_str(&format!("\nThis node's tailnet-lock key: {}\n", key.cli()));
+    }
+    let mut data = serde_json::json!({ "SchemaVersion": "1", "Enabled": false });
+    if let Some(key) = &public {
+        data["PublicKey"] = serde_json::json!(key.cli().to_string());
+    }
+    if let Some(node) = s.state.node_key.as_ref().filter(|_| s.state.registered) {
+        data["NodeKey"] = serde_json::json!(NodePublic(public_key_of(node)).to_string());
+    }
+    Reply::Ok { message: message.trim_end().to_string(), data }
 }
 
 /// One disco ping through the datapath; the reply reads like tailscale's
@@ -299,9 +326,16 @@ fn down(agent: &Agent) -> Reply {
 /// `tinytail logout`: tell control (a past `Expiry`), then forget the node key and prefs' login.
 async fn logout(agent: &Agent) -> Reply {
     stop_control_loop(agent);
-    let (registered, prefs, machine, node) = {
+    let (registered, prefs, machine, node, nl_key) = {
         let s = agent.lock();
-        (s.state.registered, s.state.prefs.clone(), s.state.machine_key.clone(), s.state.node_key.clone())
+        let nl_key = s.state.lock_public().map(|k| k.to_string());
+        (
+            s.state.registered,
+            s.state.prefs.clone(),
+            s.state.machine_key.clone(),
+            s.state.node_key.clone(),
+            nl_key,
+        )
     };
     let mut warning = String::new();
     if let (true, Some(machine), Some(node)) = (registered, machine, node) {
@@ -320,6 +354,7 @@ async fn logout(agent: &Agent) -> Reply {
                 followup: "",
                 hostinfo: &hostinfo,
                 ephemeral: false,
+                nl_key,
             };
             session.register(&req).await.map(|_| ())
         }
@@ -403,7 +438,7 @@ async fn login(
     auth_key: Option<&str>,
     auth_urls: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 ) -> Result<Session, ControlError> {
-    let (prefs, mut machine, mut node, mut old_node, version, derp) = {
+    let (prefs, mut machine, mut node, mut old_node, version, derp, nl_key) = {
         let s = agent.lock();
         (
             s.state.prefs.clone(),
@@ -412,6 +447,7 @@ async fn login(
             s.state.old_node_key,
             s.version.clone(),
             s.preferred_derp,
+            s.state.lock_public().map(|k| k.to_string()),
         )
     };
     let url = ServerUrl::parse(&prefs.login_server)?;
@@ -441,6 +477,7 @@ async fn login(
             followup: &followup,
             hostinfo: &hostinfo,
             ephemeral: false,
+            nl_key: nl_key.clone(),
         };
         let resp = session.register(&req).await?;
         if resp.node_key_expired && !rotated {
@@ -692,6 +729,51 @@ pub(crate) fn public_key_of(key: &PrivateKey) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn agent_with(state: crate::state::State, name: &str) -> (Agent, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("tinytail-node-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = crate::state::FlashState::open(
+            &tinytail_hal::board::Storage::File("/nonexistent/unused.img"),
+            Some(&dir.join("state.img")),
+        )
+        .unwrap();
+        (Agent::new(state, store, "", "test".into(), DiscoPublic::default()), dir)
+    }
+
+    #[test]
+    fn lock_status_shows_our_key_and_refuses_to_guess_when_control_has_lock() {
+        let seed = PrivateKey([4; 32]);
+        let tlpub = format!("{}", NlPublicOf(&seed));
+        let state = crate::state::State { lock_key: Some(seed.clone()), ..Default::default() };
+        let (agent, dir) = agent_with(state, "lock");
+        let Reply::Ok { message, data } = lock_status(&agent.lock()) else { panic!("not ok") };
+        assert_eq!(message, format!("Tailnet Lock is NOT enabled.\n\nThis node's tailnet-lock key: {tlpub}"));
+        assert_eq!(data, serde_json::json!({"SchemaVersion": "1", "Enabled": false, "PublicKey": tlpub}));
+        {
+            let mut s = agent.lock();
+            s.state.registered = true;
+            s.state.node_key = Some(PrivateKey::clamped([2; 32]));
+        }
+        let Reply::Ok { data, .. } = lock_status(&agent.lock()) else { panic!("not ok") };
+        assert!(data["NodeKey"].as_str().is_some_and(|k| k.starts_with("nodekey:")), "{data}");
+        agent.lock().netmap.tka = Some(tailcfg::TkaInfo { head: "ABCD".into(), disabled: false });
+        let Reply::Error(e) = lock_status(&agent.lock()) else { panic!("claimed a state it does not know") };
+        assert!(e.contains("enabled on this tailnet") && e.contains("ABCD"), "{e}");
+        agent.lock().netmap.tka = Some(tailcfg::TkaInfo { head: String::new(), disabled: true });
+        assert!(matches!(lock_status(&agent.lock()), Reply::Ok { .. }), "disabled lock is not enabled");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The tlpub text of a seed, computed independently of `State::lock_public`.
+    struct NlPublicOf<'a>(&'a PrivateKey);
+    impl std::fmt::Display for NlPublicOf<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let public = tinytail_core::tka::verify::public_of(&self.0 .0);
+            f.write_str("tlpub:")?;
+            public.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        }
+    }
 
     #[test]
     fn backoff_stays_within_the_reconnect_budget() {

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use tinytail_core::key::{NodePublic, PrivateKey};
+use tinytail_core::key::{NlPublic, NodePublic, PrivateKey};
 use tinytail_hal::board::Storage;
 use tinytail_hal::store::{self, ConfigKey, DeviceFlash, Record, Store, StoreError, Transaction};
 
@@ -43,6 +43,16 @@ pub struct State {
     pub want_running: bool,
     /// Control's ID for us, for status only; not stored (the map brings it).
     pub node_id: Option<i64>,
+    /// Our tailnet-lock key: an ed25519 seed, made on the first run and kept across logouts
+    /// (tailscaled keeps its `NetworkLockKey` the same way). Never shown; its public half is.
+    pub lock_key: Option<PrivateKey>,
+}
+
+impl State {
+    /// Our tailnet-lock public key (`tlpub:` in the CLI, `nlpub:` to control).
+    pub fn lock_public(&self) -> Option<NlPublic> {
+        self.lock_key.as_ref().map(|k| NlPublic(tinytail_core::tka::verify::public_of(&k.0)))
+    }
 }
 
 /// Where the state lives.
@@ -69,6 +79,13 @@ impl FlashState {
     fn lock(&self) -> std::sync::MutexGuard<'_, Store<DeviceFlash>> {
         // A panic while holding the lock would already have aborted the process (panic=abort).
         self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes the tailnet-lock key alone (made on the first run, before any other record).
+    pub fn save_lock_key(&self, key: &PrivateKey) -> Result<(), String> {
+        let mut tx = Transaction::new();
+        tx.put(Record::TailnetLockKey, &key.0).map_err(|e| format!("store: {e}"))?;
+        self.lock().commit(&tx).map_err(|e| format!("store: {e}"))
     }
 
     /// One config record outside [`State`] (the web page's credentials).
@@ -116,6 +133,7 @@ impl StateStore for FlashState {
                 accept_routes: flag(ConfigKey::AcceptRoutes, false),
             },
             node_id: None,
+            lock_key: key(Record::TailnetLockKey)?.map(PrivateKey),
         })
     }
 
@@ -129,6 +147,8 @@ impl StateStore for FlashState {
         let node_key = state.node_key.as_ref().filter(|_| state.registered).map(|k| &k.0[..]);
         put_or_delete(&mut tx, Record::NodeKey, node_key).map_err(err)?;
         put_or_delete(&mut tx, Record::PreviousNodeKey, state.old_node_key.as_ref().map(|k| &k.0[..]))
+            .map_err(err)?;
+        put_or_delete(&mut tx, Record::TailnetLockKey, state.lock_key.as_ref().map(|k| &k.0[..]))
             .map_err(err)?;
         let prefs = &state.prefs;
         let texts = [
@@ -197,9 +217,12 @@ mod tests {
             registered: true,
             want_running: true,
             node_id: Some(7),
+            lock_key: Some(PrivateKey([4; 32])),
         };
         open(&path).save(&state).unwrap();
         let back = open(&path).load().unwrap();
+        assert_eq!(back.lock_key, state.lock_key);
+        assert_eq!(back.lock_public(), state.lock_public());
         assert_eq!(back.machine_key, state.machine_key);
         assert_eq!(back.node_key, state.node_key);
         assert_eq!(back.old_node_key, state.old_node_key);

@@ -29,6 +29,9 @@ pub struct RegisterRequest<'a> {
     pub hostinfo: &'a Hostinfo,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ephemeral: bool,
+    /// Our tailnet-lock public key (`nlpub:`), which control keeps for `lock init` and signing.
+    #[serde(rename = "NLKey", skip_serializing_if = "Option::is_none")]
+    pub nl_key: Option<String>,
 }
 
 /// `RegisterRequest.Auth`: only the pre-auth key is used.

@@ -50,6 +50,8 @@ pass() { printf 'control: ok  %s\n' "$*"; }
   tt() { rig_exec rtr "$TT" "$1" --socket "$tt_sock" "${@:2}"; }
   tt_status() { tt status --json; }
   tt_has_peer() { tt_status | jq -e --arg h "$1" '[.Peer[] | select(.HostName == $h)] | length == 1' >/dev/null; }
+  # The global --socket before the verb, as init scripts write it (`lock` takes a sub-verb).
+  tt_lock() { rig_exec rtr "$TT" --socket "$tt_sock" lock "$@"; }
   tt_lacks_peer() { tt_status | jq -e --arg h "$1" '[.Peer[] | select(.HostName == $h)] | length == 0' >/dev/null; }
   hs_node_id() { rig_hs nodes list -o json | jq -r --arg n "$1" '.[] | select(.given_name == $n) | .id'; }
   # expect_fail DESC PATTERN CMD...: CMD must exit non-zero with one line on stderr matching PATTERN.
@@ -79,10 +81,12 @@ pass() { printf 'control: ok  %s\n' "$*"; }
   expect_fail "7d malformed CIDR" 'invalid route "192\.0\.2\.0/33"' \
     tt up --login-server "$HS_URL" --auth-key "$key" --advertise-routes "192.0.2.0/33"
   store_info
-  grep -Eq '^records +0$' <<<"$store" || rig_fail "7: records were stored after bad input: $store"
+  # The one record of a first run is the tailnet-lock key the agent made at start.
+  grep -Eq '^records +1$' <<<"$store" && grep -Eq '^  tailnet-lock-key +32 bytes +secret$' <<<"$store" ||
+    rig_fail "7: records were stored after bad input: $store"
   [[ "$(rig_hs nodes list -o json | jq 'length')" == 1 ]] || rig_fail "7: a node was registered after bad input"
   rig_lacks "7: a secret reached the agent's log" 'SecretSecret' "$RIG_DIR/tinytail-1.log"
-  pass "7  nothing persisted (store holds 0 records, Headscale still has 1 node), no secret in the log"
+  pass "7  nothing persisted (the store holds only the tailnet-lock key made at start, Headscale still has 1 node), no secret in the log"
 
   # --- 1: register with a pre-auth key -----------------------------------------------------
   key_file="$tt_dir/authkey"; (umask 077; printf '%s\n' "$key" >"$key_file")
@@ -132,6 +136,19 @@ pass() { printf 'control: ok  %s\n' "$*"; }
   rig_wait_for 5 "peer2 gone from our status" tt_lacks_peer peer2 || rig_fail "3: peer2 not dropped within 5 s"
   pass "3  peer2 deleted: dropped from our status after $((SECONDS - t0)) s"
 
+  # --- tailnet lock: our key, made on the first run, shown as tailscale shows it ----------------
+  lock_json="$(tt_lock status --json)"
+  tlpub="$(jq -r .PublicKey <<<"$lock_json")"
+  [[ "$tlpub" =~ ^tlpub:[0-9a-f]{64}$ && "$(jq -r .Enabled <<<"$lock_json")" == false ]] ||
+    rig_fail "lock status --json: $lock_json"
+  [[ "$(jq -r .NodeKey <<<"$lock_json")" == "$(tt_status | jq -r .Self.PublicKey)" ]] ||
+    rig_fail "lock status --json names another node key: $lock_json"
+  tt_lock status | grep -qxF "This node's tailnet-lock key: $tlpub" || rig_fail "lock status text lacks $tlpub"
+  lock_log_rc=0; lock_log="$(tt_lock log 2>&1)" || lock_log_rc=$?
+  ((lock_log_rc == 1)) && [[ "$lock_log" == *"Tailnet Lock is not enabled"* ]] ||
+    rig_fail "lock log exited $lock_log_rc: $lock_log"
+  pass "lock status: NOT enabled, this node's key $tlpub; lock log: not enabled (exit 1)"
+
   # --- 4: restart keeps the node -----------------------------------------------------------
   key_before="$(tt_status | jq -r .Self.PublicKey)"
   nodes_before="$(rig_hs nodes list -o json | jq 'length')"
@@ -143,7 +160,8 @@ pass() { printf 'control: ok  %s\n' "$*"; }
   [[ "$(tt_status | jq -r .Self.PublicKey)" == "$key_before" ]] || rig_fail "4: node key changed"
   [[ "$(tt_status | jq -r .Self.ID)" == "$gw_id" && "$(hs_node_id gw)" == "$gw_id" ]] || rig_fail "4: node ID changed"
   [[ "$(rig_hs nodes list -o json | jq 'length')" == "$nodes_before" ]] || rig_fail "4: a new node was registered"
-  pass "4  after restart: same node key ${key_before:0:16}…, same Headscale ID $gw_id, $nodes_before nodes"
+  [[ "$(tt_lock --json | jq -r .PublicKey)" == "$tlpub" ]] || rig_fail "4: the tailnet-lock key changed"
+  pass "4  after restart: same node key ${key_before:0:16}…, same Headscale ID $gw_id, $nodes_before nodes, same $tlpub"
 
   # --- 5: control outage -------------------------------------------------------------------
   # SIGKILL: a crash or power cut of the control host (a graceful stop waits for long polls).
