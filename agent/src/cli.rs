@@ -115,7 +115,7 @@ pub fn run(args: &[String], board: &Board, build: &Build) -> ExitCode {
 const SOCKET_VERBS: &[&str] =
     &["run", "up", "down", "logout", "status", "ip", "ping", "netcheck", "web", "lock"];
 /// Verbs whose first argument is a sub-verb (`web setup-code`): global flags go after it.
-const SUB_VERBS: &[&str] = &["web", "store", "lock"];
+const SUB_VERBS: &[&str] = &["web", "lock"];
 
 /// Splits `[global flags] verb [args]`: global flags (`--socket PATH`, `--socket=PATH`, one or
 /// two dashes) may come before the verb, as tailscale's CLI takes them; they are handed to the
@@ -305,27 +305,19 @@ fn cmd_lock(args: &[String]) -> Result<(), Failure> {
     match verb {
         "status" => {
             let flags = Flags::parse(rest, &[SOCKET_FLAG, ("json", Kind::Bool)])?;
-            match call(&flags.socket(), &Request::LockStatus, |_| {})? {
-                Reply::Ok { data, .. } if flags.bool("json") == Some(true) => {
-                    println!("{}", serde_json::to_string_pretty(&data).unwrap_or_default());
-                    Ok(())
-                }
-                Reply::Ok { message, .. } => {
-                    println!("{message}");
-                    Ok(())
-                }
-                Reply::Error(e) => Err(Failure::Failed(e)),
-                Reply::AuthUrl(_) => Err(Failure::Failed("unexpected reply".into())),
+            let (message, data) = ask(&flags.socket(), &Request::LockStatus)?;
+            if flags.bool("json") == Some(true) {
+                println!("{}", serde_json::to_string_pretty(&data).unwrap_or_default());
+            } else {
+                println!("{message}");
             }
+            Ok(())
         }
         "log" => {
             let flags = Flags::parse(rest, &[SOCKET_FLAG, ("json", Kind::Bool), ("limit", Kind::Value)])?;
-            match call(&flags.socket(), &Request::LockStatus, |_| {})? {
-                // tailscale's words and exit status for a node without an authority.
-                Reply::Ok { .. } => Err(Failure::Failed("Tailnet Lock is not enabled".into())),
-                Reply::Error(e) => Err(Failure::Failed(e)),
-                Reply::AuthUrl(_) => Err(Failure::Failed("unexpected reply".into())),
-            }
+            ask(&flags.socket(), &Request::LockStatus)?;
+            // tailscale's words and exit status for a node without an authority.
+            Err(Failure::Failed("Tailnet Lock is not enabled".into()))
         }
         "init" | "add" | "remove" | "sign" | "disable" | "local-disable" | "revoke-keys" | "disablement-kdf" => {
             Err(Failure::Failed(format!(
@@ -343,15 +335,10 @@ fn cmd_web(args: &[String]) -> Result<(), Failure> {
         _ => return Err(Failure::Usage("usage: tinytail web setup-code [--socket PATH]".into())),
     }
     let flags = Flags::parse(&args[1..], &[SOCKET_FLAG])?;
-    match call(&flags.socket(), &Request::WebSetupCode, |_| {})? {
-        Reply::Ok { message, .. } => {
-            println!("{message}");
-            println!("(one use, valid 15 minutes: enter it on the web page to set the admin password)");
-            Ok(())
-        }
-        Reply::Error(e) => Err(Failure::Failed(e)),
-        Reply::AuthUrl(_) => Err(Failure::Failed("unexpected reply".into())),
-    }
+    let (code, _) = ask(&flags.socket(), &Request::WebSetupCode)?;
+    println!("{code}");
+    println!("(one use, valid 15 minutes: enter it on the web page to set the admin password)");
+    Ok(())
 }
 
 const UP_FLAGS: &[(&str, Kind)] = &[
@@ -443,16 +430,11 @@ fn cmd_up(args: &[String]) -> Result<(), Failure> {
 
 fn cmd_simple(args: &[String], request: Request) -> Result<(), Failure> {
     let flags = Flags::parse(args, &[SOCKET_FLAG])?;
-    match call(&flags.socket(), &request, |_| {})? {
-        Reply::Ok { message, .. } => {
-            if !message.is_empty() {
-                println!("{message}");
-            }
-            Ok(())
-        }
-        Reply::Error(e) => Err(Failure::Failed(e)),
-        Reply::AuthUrl(_) => Err(Failure::Failed("unexpected reply".into())),
+    let (message, _) = ask(&flags.socket(), &request)?;
+    if !message.is_empty() {
+        println!("{message}");
     }
+    Ok(())
 }
 
 /// `tinytail ping [-c N] [--until-direct=BOOL] [--timeout SECONDS] PEER`, as `tailscale ping`:
@@ -499,28 +481,17 @@ fn cmd_ping(args: &[String]) -> Result<(), Failure> {
 
 fn cmd_netcheck(args: &[String]) -> Result<(), Failure> {
     let flags = Flags::parse(args, &[SOCKET_FLAG, ("format", Kind::Value)])?;
-    match call(&flags.socket(), &Request::Netcheck, |_| {})? {
-        Reply::Ok { message, data } => {
-            match flags.get("format") {
-                Some("json") => println!("{data}"),
-                None | Some("") => println!("{message}"),
-                Some(other) => {
-                    return Err(Failure::Usage(format!("unknown --format \"{other}\"; want json")))
-                }
-            }
-            Ok(())
-        }
-        Reply::Error(e) => Err(Failure::Failed(e)),
-        Reply::AuthUrl(_) => Err(Failure::Failed("unexpected reply".into())),
+    let (message, data) = ask(&flags.socket(), &Request::Netcheck)?;
+    match flags.get("format") {
+        Some("json") => println!("{data}"),
+        None | Some("") => println!("{message}"),
+        Some(other) => return Err(Failure::Usage(format!("unknown --format \"{other}\"; want json"))),
     }
+    Ok(())
 }
 
 fn fetch_status(socket: &std::path::Path) -> Result<serde_json::Value, Failure> {
-    match call(socket, &Request::Status, |_| {})? {
-        Reply::Ok { data, .. } => Ok(data),
-        Reply::Error(e) => Err(Failure::Failed(e)),
-        Reply::AuthUrl(_) => Err(Failure::Failed("unexpected reply".into())),
-    }
+    ask(socket, &Request::Status).map(|(_, data)| data)
 }
 
 fn cmd_status(args: &[String]) -> Result<(), Failure> {
@@ -597,6 +568,16 @@ fn cmd_ip(args: &[String]) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// [`call`] for a request that never brings login URLs: the final reply's message and data, or
+/// its error.
+fn ask(socket: &std::path::Path, request: &Request) -> Result<(String, serde_json::Value), Failure> {
+    match call(socket, request, |_| {})? {
+        Reply::Ok { message, data } => Ok((message, data)),
+        Reply::Error(e) => Err(Failure::Failed(e)),
+        Reply::AuthUrl(_) => Err(Failure::Failed("unexpected reply".into())),
+    }
 }
 
 /// Sends one request and reads reply lines until the final one; `on_auth_url` sees the
