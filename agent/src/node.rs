@@ -732,13 +732,7 @@ mod tests {
 
     fn agent_with(state: crate::state::State, name: &str) -> (Agent, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("tinytail-node-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = crate::state::FlashState::open(
-            &tinytail_hal::board::Storage::File("/nonexistent/unused.img"),
-            Some(&dir.join("state.img")),
-        )
-        .unwrap();
-        (Agent::new(state, store, "", "test".into(), DiscoPublic::default()), dir)
+        (crate::shared::agent_in(&dir, state).unwrap(), dir)
     }
 
     #[test]

@@ -146,6 +146,17 @@ impl Agent {
     }
 }
 
+/// An agent over a fresh store image in `dir` (emptied first): for tests and the web page's
+/// fuzz harness, which need the real handlers without a daemon.
+pub(crate) fn agent_in(dir: &std::path::Path, state: State) -> Result<Agent, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    let store = FlashState::open(
+        &tinytail_hal::board::Storage::File("/nonexistent/unused.img"),
+        Some(&dir.join("state.img")),
+    )?;
+    Ok(Agent::new(state, store, "", "test".into(), DiscoPublic::default()))
+}
+
 /// Hostinfo for register and map: hostname, OS, version, advertised routes, home DERP.
 pub fn hostinfo(prefs: &Prefs, version: &str, preferred_derp: u32) -> Hostinfo {
     let mut routes: Vec<Prefix> =

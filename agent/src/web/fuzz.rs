@@ -1,4 +1,4 @@
-//! Body of the `web_request` fuzz target (agent/fuzz), here so `agent/tests/web_fuzz_corpus.rs`
+//! Body of the `web_request` fuzz target (agent/fuzz), here so `agent/tests/fuzz_corpus.rs`
 //! replays the same code over the committed corpus in every `cargo test`. Not an API.
 //!
 //! The input is what a LAN client (or a rebinding web site) sends: one or more HTTP requests
@@ -21,7 +21,6 @@ use super::auth::{ApiToken, PasswordHash};
 use super::http::{self, Response};
 use super::{host, route, Asset, Web, WebConfig, WebState};
 use crate::shared::Agent;
-use crate::state::FlashState;
 
 /// The admin password of the fuzzed page (one PBKDF2 round, to keep runs fast).
 pub const PASSWORD: &str = "fuzz-password-1";
@@ -56,13 +55,7 @@ thread_local! {
 impl Harness {
     fn new() -> Harness {
         let dir = std::env::temp_dir().join(format!("tinytail-web-fuzz-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = FlashState::open(
-            &tinytail_hal::board::Storage::File("/nonexistent/unused.img"),
-            Some(&dir.join("state.img")),
-        )
-        .expect("a store in the temp directory");
-        let agent = Agent::new(Default::default(), store, "", "fuzz".into(), Default::default());
+        let agent = crate::shared::agent_in(&dir, Default::default()).expect("a store in the temp directory");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime");
         let config = WebConfig {
             listen: LISTEN.parse().expect("a socket address"),

@@ -224,8 +224,8 @@ pub fn check_listen(config: &WebConfig) -> Result<(), String> {
 
 async fn route(web: &Web, config: &WebConfig, req: &Request, client: IpAddr) -> Response {
     // Every request, before anything else: a name that is not ours is a DNS-rebinding site.
-    let addresses = tinytail_hal::net::linux::addresses_by_interface().unwrap_or_default();
-    if !host::allowed(req.header("host"), config, &addresses) {
+    let addresses = || tinytail_hal::net::linux::addresses_by_interface().unwrap_or_default();
+    if !host::allowed(req.header("host"), config, addresses) {
         return Response::text(403, "forbidden: the Host header does not name this router");
     }
     if req.path.starts_with("/api/") {
@@ -711,13 +711,7 @@ mod tests {
     /// A page on 127.0.0.1:8088 over an empty store in a temp directory.
     fn test_web(name: &str) -> (Web, WebConfig, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("tinytail-web-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = crate::state::FlashState::open(
-            &tinytail_hal::board::Storage::File("/nonexistent/unused.img"),
-            Some(&dir.join("state.img")),
-        )
-        .unwrap();
-        let agent = Agent::new(Default::default(), store, "", "test".into(), Default::default());
+        let agent = crate::shared::agent_in(&dir, Default::default()).unwrap();
         let config = WebConfig {
             listen: "127.0.0.1:8088".parse().unwrap(),
             assets: &[Asset { path: "/style.css", content_type: "text/css", gzip: &[] }],
