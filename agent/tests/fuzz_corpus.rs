@@ -1,30 +1,42 @@
-//! Replays the `map_response` fuzz inputs through the fuzz target's body, so every input the
-//! fuzzer kept (agent/fuzz/corpus/map_response, minimized with `cargo fuzz cmin`) and every seed
-//! and crash it found once (agent/fuzz/seeds/map_response, kept readable and out of cmin's
-//! reach) is checked by `cargo test` on every target, qemu included.
+//! Replays the agent's fuzz inputs through each fuzz target's body, so every input the fuzzer
+//! kept (agent/fuzz/corpus/TARGET, minimized with `cargo fuzz cmin`) and every seed and crash it
+//! found once (agent/fuzz/seeds/TARGET, kept readable and out of cmin's reach) is checked by
+//! `cargo test` on every target, qemu included. Targets: `map_response` (map poll messages into
+//! the netmap and the datapath config) and `web_request` (requests into the web page and API).
 
 use std::fs;
 use std::path::Path;
 
 use tinytail_agent::fuzzing::{map_responses, replay};
+use tinytail_agent::web::fuzz::{requests, serve};
 
-#[test]
-fn every_map_response_corpus_input_applies_without_panicking() {
+/// Runs every seed and corpus input of `target` through `body`, naming the input that panics;
+/// fails if fewer than `at_least` inputs were found (a corpus that went missing proves nothing).
+fn replay_corpus(target: &str, at_least: usize, body: fn(&[u8])) {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut inputs = Vec::new();
-    for dir in [fuzz.join("seeds/map_response"), fuzz.join("corpus/map_response")] {
+    for dir in [fuzz.join("seeds").join(target), fuzz.join("corpus").join(target)] {
         let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         inputs.extend(entries.map(|entry| entry.expect("readable corpus entry").path()));
     }
     inputs.sort();
     for input in &inputs {
         let data = fs::read(input).unwrap_or_else(|e| panic!("{}: {e}", input.display()));
-        // Name the input that broke, not only the panic.
-        let outcome = std::panic::catch_unwind(|| map_responses(&data));
-        assert!(outcome.is_ok(), "{} panicked (replay: cargo fuzz run map_response <file>)", input.display());
+        let outcome = std::panic::catch_unwind(|| body(&data));
+        assert!(outcome.is_ok(), "{} panicked (replay: cargo fuzz run {target} <file>)", input.display());
     }
-    println!("fuzz-corpus: replayed {} inputs", inputs.len());
-    assert!(inputs.len() >= 1000, "the corpus went missing: {}", inputs.len());
+    println!("fuzz corpus {target}: replayed {} inputs", inputs.len());
+    assert!(inputs.len() >= at_least, "the {target} corpus went missing: {} inputs", inputs.len());
+}
+
+#[test]
+fn every_map_response_corpus_input_applies_without_panicking() {
+    replay_corpus("map_response", 1000, map_responses);
+}
+
+#[test]
+fn every_web_request_corpus_input_is_served_without_panicking() {
+    replay_corpus("web_request", 1000, requests);
 }
 
 /// The seeds in the stream's wire form (length prefix, zstd frame per message) reach the same
@@ -43,4 +55,23 @@ fn zstd_stream_seeds_decode_like_their_json_lines() {
         assert_eq!(a.derp_regions, b.derp_regions, "{zstd}");
         assert_eq!(a.packet_filters, b.packet_filters, "{zstd}");
     }
+}
+
+/// The seeds get past the Host check, the session, the CSRF token and the bearer token to the
+/// handlers they name, so the fuzzer starts from inputs that reach them (and this harness is
+/// not quietly answering 403 to everything).
+#[test]
+fn seeds_reach_the_handlers_they_name() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/web_request");
+    let status = |name: &str| serve(&fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")));
+    assert_eq!(status("rebinding-host"), [403]);
+    assert_eq!(status("get-setup"), [200]);
+    assert_eq!(status("get-index-signed-in"), [200]);
+    assert_eq!(status("login"), [303], "right password: signed in, sent to the page");
+    assert_eq!(status("login-wrong"), [401]);
+    assert_eq!(status("api-device"), [200]);
+    assert_eq!(status("api-bad-token"), [401]);
+    assert_eq!(status("api-set-routes"), [409], "routes while logged out");
+    assert_eq!(status("api-token-create"), [303]);
+    assert_eq!(status("pipeline"), [303, 200, 200, 303], "four requests in one input");
 }
