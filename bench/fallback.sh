@@ -42,21 +42,16 @@ variants=(tinytail tailscaled)
 ROUTER_CPU=0 OTHER_CPU=1
 AFTER_BLOCK=15
 
-for tool in ping taskset nft jq bc; do
-  command -v "$tool" >/dev/null || { echo "bench/fallback: needs $tool" >&2; exit 1; }
-done
 source tests/rig/rig.sh
 source bench/lib.sh
+bench_needs fallback ping taskset nft jq bc
 bench_header bench/fallback.sh "$@"
 TT_BIN="$(bench_tinytail_bin)"
 
-rig_up
-rig_headscale_start
-PEERS="$(rig_peers)"
+bench_rig_start
 echo "tinytail: $("$TT_BIN" version)"
 echo "tailscaled: $("$PEERS/tailscaled" --version | head -n 1) (tests/interop/go.mod); Headscale $("$PEERS/headscale" version 2>/dev/null | head -n 1 | awk '{print $NF}') with embedded DERP; $(ping -V | head -n 1)"
 echo "pinning: router process on CPU $ROUTER_CPU; client tailscaled and ping on CPU $OTHER_CPU"
-load_start="$(cut -d" " -f1-3 /proc/loadavg)"  # the machine may be shared: shown under the table
 
 declare -A PID
 stop() { bench_kill "${PID[$1]}"; unset "PID[$1]"; }

@@ -43,11 +43,9 @@ if ((smoke)); then rounds=1 secs=3; else rounds=3 secs=10; fi
 pps="${FLOOD_PPS:-0}"
 ROUTER_CPU=0 OTHER_CPU=1
 
-for tool in iperf3 taskset jq bc; do
-  command -v "$tool" >/dev/null || { echo "bench/flood: needs $tool (apt-get install -y iperf3 jq bc)" >&2; exit 1; }
-done
 source tests/rig/rig.sh
 source bench/lib.sh
+bench_needs flood iperf3 taskset jq bc
 bench_header bench/flood.sh "$@"
 declare -A BIN=([tinytail]="$(bench_tinytail_bin)")
 variants=(tinytail)
@@ -63,12 +61,9 @@ if [[ -z "$gen" ]]; then
   gen="$dir/release/examples/wg_flood"
 fi
 
-rig_up
-rig_headscale_start
-PEERS="$(rig_peers)"
+bench_rig_start
 for v in "${variants[@]}"; do echo "$v: $("${BIN[$v]}" version) (${BIN[$v]})"; done
 echo "tailscaled: $("$PEERS/tailscaled" --version | head -n 1); $(iperf3 --version | head -n 1); flood: ${pps/#0/unthrottled} forged initiations/s"
-load_start="$(cut -d" " -f1-3 /proc/loadavg)"
 
 declare -A PID
 bench_client_join "$OTHER_CPU"

@@ -232,3 +232,18 @@ bench_client_join() {
   rig_ts client up --login-server="$HS_URL" --auth-key="$(rig_authkey)" --hostname=client \
     --accept-routes --accept-dns=false --timeout=60s >/dev/null || rig_fail "client up failed"
 }
+# bench_needs NAME TOOL...: stops bench/NAME with a message naming the first tool missing.
+bench_needs() {
+  local name="$1" tool; shift
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "bench/$name: needs $tool (scripts/setup-toolchain installs it)" >&2; exit 1; }
+  done
+}
+# bench_rig_start: the netns rig with Headscale and its embedded DERP; sets PEERS (the Go peers'
+# directory) and load_start (the machine may be shared: shown under the table).
+bench_rig_start() {
+  rig_up
+  rig_headscale_start
+  PEERS="$(rig_peers)"
+  load_start="$(cut -d" " -f1-3 /proc/loadavg)"
+}

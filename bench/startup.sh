@@ -27,21 +27,16 @@ if ((smoke)); then rounds=1; else rounds=7; fi
 variants=(tinytail tailscaled)
 ROUTER_CPU=0 OTHER_CPU=1
 
-for tool in taskset nft jq bc; do
-  command -v "$tool" >/dev/null || { echo "bench/startup: needs $tool" >&2; exit 1; }
-done
 source tests/rig/rig.sh
 source bench/lib.sh
+bench_needs startup taskset nft jq bc
 bench_header bench/startup.sh "$@"
 TT_BIN="$(bench_tinytail_bin)"
 
-rig_up
-rig_headscale_start
-PEERS="$(rig_peers)"
+bench_rig_start
 echo "tinytail: $("$TT_BIN" version)"
 echo "tailscaled: $("$PEERS/tailscaled" --version | head -n 1) (tests/interop/go.mod); Headscale $("$PEERS/headscale" version 2>/dev/null | head -n 1 | awk '{print $NF}') with embedded DERP"
 echo "pinning: router process on CPU $ROUTER_CPU, client tailscaled on CPU $OTHER_CPU; direct UDP cli<->rtr dropped (DERP only)"
-load_start="$(cut -d" " -f1-3 /proc/loadavg)"  # the machine may be shared: shown under the table
 
 declare -A PID
 r=0  # the round (0: registration); logs are $RIG_DIR/NAME-ROUND.log

@@ -46,21 +46,16 @@ rate="${UDP_RATE:-200M}"
 variants=(tinytail tailscaled wireguard-go)
 ROUTER_CPU=0 OTHER_CPU=1
 
-for tool in iperf3 taskset wireguard-go wg jq bc; do
-  command -v "$tool" >/dev/null || { echo "bench/throughput: needs $tool (apt-get install -y iperf3 wireguard-go wireguard-tools jq bc)" >&2; exit 1; }
-done
 source tests/rig/rig.sh
 source bench/lib.sh
+bench_needs throughput iperf3 taskset wireguard-go wg jq bc
 bench_header bench/throughput.sh "$@"
 TT_BIN="$(bench_tinytail_bin)"
 
-rig_up
-rig_headscale_start
-PEERS="$(rig_peers)"
+bench_rig_start
 echo "tinytail: $("$TT_BIN" version)"
 echo "tailscaled: $("$PEERS/tailscaled" --version | head -n 1) (tests/interop/go.mod); $(wireguard-go --version | head -n 1) (Debian); $(iperf3 --version | head -n 1)"
 echo "pinning: router process on CPU $ROUTER_CPU; client tunnel, iperf3 client and server on CPU $OTHER_CPU"
-load_start="$(cut -d" " -f1-3 /proc/loadavg)"  # the machine may be shared: shown under the table
 
 declare -A PID  # name -> pid of the running process
 stop() { bench_kill "${PID[$1]}"; unset "PID[$1]"; }
