@@ -13,7 +13,7 @@ use tinytail_core::key::AuthKey;
 use tinytail_hal::board::Board;
 
 use crate::daemon::{self, RunOptions};
-use crate::ipc::{Reply, Request, UpArgs, DEFAULT_SOCKET};
+use crate::ipc::{LockArgs, Reply, Request, UpArgs, DEFAULT_SOCKET};
 use crate::prefix::Prefix;
 
 /// Version information stamped by build.rs.
@@ -48,14 +48,19 @@ commands:
   board       print the board configuration compiled into this binary
   store info  show the flash store's capacity, use, erase counts and record kinds (--state PATH)
   web setup-code  print a one-time code to set or reset the web page's admin password
-  lock [status]   tailnet lock: whether it is enabled and this node's tailnet-lock key (--json);
-                  lock log says when it is not enabled; the other lock verbs are not implemented yet
+  lock [status]   tailnet lock: state, trusted keys, locked-out peers, this node's key (--json)
+  lock log        the lock's updates, newest first (--limit N, --json)
+  lock init       [--gen-disablements N] [--confirm] TLPUB...: turn tailnet lock on
+  lock sign       NODEKEY [TLPUB]: sign a node (needs a trusted key here)
+  lock add|remove TLPUB...: change the trusted keys (remove --re-sign=BOOL, default true)
+  lock disable    disablement-secret:HEX: turn tailnet lock off for the whole tailnet
+  lock local-disable  stop enforcing tailnet lock on this node only
+  lock disablement-kdf HEX: the disablement value of a secret
   help        print this help
 
 Every verb but version, board, store and help takes --socket PATH (default /var/run/tinytail/tinytail.sock),
 before the verb (as `tailscale --socket=PATH status`) or after it.
-Not yet implemented (see README, \"Status\"): lock init/add/remove/sign/disable/local-disable/
-revoke-keys and tailnet-lock sync, cert.
+Not yet implemented (see README, \"Status\"): lock revoke-keys, lock sign of pre-auth keys, cert.
 ";
 
 /// Exit code for usage errors (as Go's flag package).
@@ -186,14 +191,29 @@ struct Flags(Vec<(&'static str, String)>);
 
 impl Flags {
     fn parse(args: &[String], spec: &[(&'static str, Kind)]) -> Result<Flags, Failure> {
+        match Flags::parse_prefix(args, spec)? {
+            (flags, []) => Ok(flags),
+            (_, [arg, ..]) => Err(Failure::Usage(format!("unexpected argument \"{arg}\""))),
+        }
+    }
+
+    /// Flags up to the first argument that is not one (or `--`), as Go's flag package parses;
+    /// the rest are the verb's arguments.
+    fn parse_prefix<'a>(
+        args: &'a [String],
+        spec: &[(&'static str, Kind)],
+    ) -> Result<(Flags, &'a [String]), Failure> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < args.len() {
             let arg = &args[i];
+            if arg == "--" {
+                return Ok((Flags(out), &args[i + 1..]));
+            }
             let Some(body) =
                 arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')).filter(|b| !b.is_empty())
             else {
-                return Err(Failure::Usage(format!("unexpected argument \"{arg}\"")));
+                return Ok((Flags(out), &args[i..]));
             };
             let (name, inline) = match body.split_once('=') {
                 Some((n, v)) => (n, Some(v.to_string())),
@@ -218,7 +238,7 @@ impl Flags {
             out.push((name, value));
             i += 1;
         }
-        Ok(Flags(out))
+        Ok((Flags(out), &[]))
     }
 
     /// The last value given for `name`.
@@ -293,39 +313,76 @@ fn web_listen(flag: Option<&str>, board: Option<&str>) -> Result<Option<std::net
     }
 }
 
-/// `tinytail lock [status] [--json]` and `lock log`, as `tailscale lock` prints them for a node
-/// without a tailnet-lock authority. The verbs that change the lock need the sync protocol,
-/// which tinytail does not have yet: they say so and send nothing.
+/// `tinytail lock VERB`, spelled as `tailscale lock`: flags first, then arguments (Go's flag
+/// rules). The agent does the work; `file:PATH` arguments of `sign` are read here, as the
+/// tailscale CLI reads them.
 fn cmd_lock(args: &[String]) -> Result<(), Failure> {
     let (verb, rest) = match args.first().map(String::as_str) {
         None => ("status", args),
         Some(v) if v.starts_with('-') => ("status", args),
         Some(v) => (v, &args[1..]),
     };
-    match verb {
-        "status" => {
-            let flags = Flags::parse(rest, &[SOCKET_FLAG, ("json", Kind::Bool)])?;
-            let (message, data) = ask(&flags.socket(), &Request::LockStatus)?;
-            if flags.bool("json") == Some(true) {
-                println!("{}", serde_json::to_string_pretty(&data).unwrap_or_default());
-            } else {
-                println!("{message}");
+    let spec: &[(&'static str, Kind)] = match verb {
+        "status" => &[SOCKET_FLAG, ("json", Kind::Bool)],
+        "log" => &[SOCKET_FLAG, ("json", Kind::Bool), ("limit", Kind::Value)],
+        "init" => &[
+            SOCKET_FLAG,
+            ("gen-disablements", Kind::Value),
+            ("gen-disablement-for-support", Kind::Bool),
+            ("confirm", Kind::Bool),
+        ],
+        "remove" => &[SOCKET_FLAG, ("re-sign", Kind::Bool)],
+        "revoke-keys" => {
+            &[SOCKET_FLAG, ("cosign", Kind::Bool), ("finish", Kind::Bool), ("fork-from", Kind::Value)]
+        }
+        "add" | "sign" | "disable" | "local-disable" | "disablement-kdf" => &[SOCKET_FLAG],
+        other => {
+            return Err(Failure::Usage(format!("unknown lock subcommand \"{other}\"; run `tinytail help`")))
+        }
+    };
+    let (flags, positional) = Flags::parse_prefix(rest, spec)?;
+    let mut positional = positional.to_vec();
+    if verb == "sign" {
+        for arg in &mut positional {
+            if let Some(path) = arg.strip_prefix("file:") {
+                *arg = std::fs::read_to_string(path)
+                    .map_err(|e| Failure::Failed(format!("reading {path}: {e}")))?
+                    .trim()
+                    .to_string();
             }
-            Ok(())
         }
-        "log" => {
-            let flags = Flags::parse(rest, &[SOCKET_FLAG, ("json", Kind::Bool), ("limit", Kind::Value)])?;
-            ask(&flags.socket(), &Request::LockStatus)?;
-            // tailscale's words and exit status for a node without an authority.
-            Err(Failure::Failed("Tailnet Lock is not enabled".into()))
-        }
-        "init" | "add" | "remove" | "sign" | "disable" | "local-disable" | "revoke-keys" | "disablement-kdf" => {
-            Err(Failure::Failed(format!(
-                "lock {verb}: not implemented yet (tinytail has no tailnet-lock sync yet; see README, \"Tailnet lock\")"
+    }
+    let json = flags.bool("json") == Some(true);
+    let request = Request::Lock(LockArgs {
+        verb: verb.to_string(),
+        // Booleans go as "true"/"false" whatever spelling was given.
+        flags: flags
+            .0
+            .iter()
+            .filter(|(n, _)| *n != SOCKET_FLAG.0)
+            .map(|(n, v)| {
+                let is_bool = spec.iter().any(|(s, k)| s == n && *k == Kind::Bool);
+                let v = if is_bool { parse_bool(n, v).unwrap_or(false).to_string() } else { v.clone() };
+                (n.to_string(), v)
+            })
+            .collect(),
+        args: positional,
+    });
+    let result = ask(&flags.socket(), &request);
+    let (message, data) = match result {
+        Err(Failure::Failed(e)) if verb == "sign" && e.contains("this node is not trusted by Tailnet Lock") => {
+            return Err(Failure::Failed(format!(
+                "{e}\nError: Signing is not available on this device because it does not have a trusted tailnet lock key.\n\nTry again on a signing device instead. Tailnet admins can see signing devices on the admin panel."
             )))
         }
-        other => Err(Failure::Usage(format!("unknown lock subcommand \"{other}\"; run `tinytail help`"))),
+        other => other?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&data).unwrap_or_default());
+    } else if !message.is_empty() {
+        println!("{}", message.trim_end_matches('\n'));
     }
+    Ok(())
 }
 
 /// `tinytail web setup-code`: asks the running agent for a one-time setup code.

@@ -126,9 +126,14 @@ async fn supervise_datapath(
             let s = agent.lock();
             let wanted = s.state.want_running && matches!(s.backend, Backend::Running);
             match (&s.state.node_key, wanted) {
-                (Some(node), true) => {
-                    wgconfig::build(&s.netmap, &s.state.prefs, node, &disco_private, s.preferred_derp)
-                }
+                (Some(node), true) => wgconfig::build(
+                    &s.netmap,
+                    &s.state.prefs,
+                    node,
+                    &disco_private,
+                    s.preferred_derp,
+                    |key| s.tka.allows(key),
+                ),
                 _ => None,
             }
         };

@@ -26,9 +26,35 @@ pub enum Request {
     },
     /// `tinytail netcheck`: UDP, our address as STUN sees it, DERP region latencies.
     Netcheck,
-    /// `tinytail lock status`: the tailnet-lock state and our tailnet-lock key.
-    #[serde(rename = "lock-status")]
-    LockStatus,
+    /// `tinytail lock VERB`: tailnet lock (status, log, sign, add, remove, init, disable,
+    /// local-disable, disablement-kdf).
+    Lock(LockArgs),
+}
+
+/// A `lock` verb with its flags (name, value as given) and arguments. Disablement secrets may
+/// be among the arguments: like auth keys they cross the root-only socket and are never logged.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LockArgs {
+    pub verb: String,
+    pub flags: Vec<(String, String)>,
+    pub args: Vec<String>,
+}
+
+impl LockArgs {
+    /// The last value given for a flag.
+    pub fn flag(&self, name: &str) -> Option<&str> {
+        self.flags.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl std::fmt::Debug for LockArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockArgs")
+            .field("verb", &self.verb)
+            .field("args", &self.args.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `tinytail up`'s flags; `None` = not given = keep the current pref.

@@ -49,6 +49,9 @@ pub struct Node {
     pub last_seen: Option<String>,
     pub tags: Vec<String>,
     pub machine_authorized: bool,
+    /// Capability names, from `CapMap` and the legacy `Capabilities` list (tailscaled reads
+    /// both the same way).
+    pub caps: Vec<String>,
 }
 
 impl Node {
@@ -65,6 +68,10 @@ impl Node {
         let home_derp =
             if wire.home_derp != 0 { wire.home_derp } else { legacy_derp_region(&wire.legacy_derp) };
         let hostinfo = wire.hostinfo.unwrap_or_default();
+        let mut caps = wire.capabilities;
+        caps.extend(wire.cap_map.into_iter().flat_map(|m| m.into_keys()));
+        caps.sort();
+        caps.dedup();
         Ok(Node {
             id: wire.id,
             stable_id: wire.stable_id,
@@ -88,6 +95,7 @@ impl Node {
             last_seen: wire.last_seen,
             tags: wire.tags,
             machine_authorized: wire.machine_authorized,
+            caps,
         })
     }
 

@@ -47,34 +47,8 @@ pub(crate) async fn handle_request(
         Request::WebSetupCode => Reply::Error("setup codes are issued over the CLI socket only".into()),
         Request::Ping { target, timeout_ms } => ping(agent, &target, Duration::from_millis(timeout_ms)).await,
         Request::Netcheck => netcheck(agent).await,
-        Request::LockStatus => lock_status(&agent.lock()),
+        Request::Lock(args) => crate::lock::handle(agent, args).await,
     }
-}
-
-/// `tinytail lock status`: what tailscale prints for a node without a tailnet-lock authority,
-/// with our key. tinytail does not sync the authority yet (see README, "Tailnet lock"): when
-/// control reports a lock head, saying "not enabled" would be false, so that is an error.
-fn lock_status(s: &Shared) -> Reply {
-    if let Some(tka) = s.netmap.tka.as_ref().filter(|t| !t.disabled && !t.head.is_empty()) {
-        return Reply::Error(format!(
-            "tailnet lock is enabled on this tailnet (control reports head {}), but tinytail cannot \
-             sync it yet: this node's lock state is unknown",
-            tka.head
-        ));
-    }
-    let public = s.state.lock_public();
-    let mut message = String::from("Tailnet Lock is NOT enabled.\n");
-    if let Some(key) = &public {
-        message.push_str(&format!("\nThis node's tailnet-lock key: {}\n", key.cli()));
-    }
-    let mut data = serde_json::json!({ "SchemaVersion": "1", "Enabled": false });
-    if let Some(key) = &public {
-        data["PublicKey"] = serde_json::json!(key.cli().to_string());
-    }
-    if let Some(node) = s.state.node_key.as_ref().filter(|_| s.state.registered) {
-        data["NodeKey"] = serde_json::json!(NodePublic(public_key_of(node)).to_string());
-    }
-    Reply::Ok { message: message.trim_end().to_string(), data }
 }
 
 /// One disco ping through the datapath; the reply reads like tailscale's
@@ -417,6 +391,7 @@ async fn control_loop(agent: Agent, mut session: Option<Session>) {
                 }
                 s.control.connected = false;
                 s.control.last_error = Some(e.to_string());
+                s.session = None;
             }
             agent.notify();
         }
@@ -549,8 +524,10 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
     // in a lite update sent once the first map arrived. Awaiting it before the stream cost a
     // round trip before the first netmap (0.2-0.5 s with Headscale); sending both at once made
     // tailscale's testcontrol with 1000 peers never send the first map.
-    let mut stream =
-        session.map_stream(&map_request(node_public, disco, &hostinfo_now, &endpoints, true)).await?;
+    agent.lock().session = Some(session.clone());
+    let mut stream = session
+        .map_stream(&map_request(node_public, disco, &hostinfo_now, &endpoints, true, head_now(agent)))
+        .await?;
     let mut lite_sent = false;
     let mut got_node = false;
     let mut last_ping_url = String::new();
@@ -572,9 +549,9 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
                     endpoints = endpoint_strings(&s);
                     hostinfo(&s.state.prefs, &s.version, s.preferred_derp)
                 };
-                let (session, endpoints) = (session.clone(), endpoints.clone());
+                let (session, endpoints, head) = (session.clone(), endpoints.clone(), agent.lock().tka.head_text());
                 tokio::spawn(async move {
-                    let req = map_request(node_public, disco, &hostinfo, &endpoints, false);
+                    let req = map_request(node_public, disco, &hostinfo, &endpoints, false, head);
                     if let Err(e) = session.lite_update(&req).await {
                         log(&format!("control: endpoints update: {e}"));
                     }
@@ -585,8 +562,16 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
         let Some(resp) = next else {
             // Open the new poll before dropping the old one, so control never sees us offline.
             refresh_at = None;
-            stream =
-                session.map_stream(&map_request(node_public, disco, &hostinfo_now, &endpoints, true)).await?;
+            stream = session
+                .map_stream(&map_request(
+                    node_public,
+                    disco,
+                    &hostinfo_now,
+                    &endpoints,
+                    true,
+                    head_now(agent),
+                ))
+                .await?;
             got_node = false;
             continue;
         };
@@ -611,8 +596,9 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
         if !lite_sent {
             lite_sent = true;
             let (session, hostinfo, endpoints) = (session.clone(), hostinfo_now.clone(), endpoints.clone());
+            let head = agent.lock().tka.head_text();
             tokio::spawn(async move {
-                let req = map_request(node_public, disco, &hostinfo, &endpoints, false);
+                let req = map_request(node_public, disco, &hostinfo, &endpoints, false, head);
                 if let Err(e) = session.lite_update(&req).await {
                     log(&format!("control: hostinfo update: {e}"));
                 }
@@ -633,6 +619,8 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
             for skipped in &applied.skipped {
                 log(&format!("map: skipped {skipped}"));
             }
+            let shared = &mut *s;
+            shared.tka.filter(&shared.netmap);
             let expired =
                 s.netmap.self_node.as_ref().is_some_and(|n| status::key_expired(n, clock::unix_now()));
             s.backend = if expired { Backend::NeedsLogin } else { Backend::Running };
@@ -648,10 +636,24 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
             }
         };
         agent.notify();
-        if let Some(hostinfo) = derp_update {
-            let (session, endpoints) = (session.clone(), endpoints.clone());
+        let head_before = head_now(agent);
+        crate::lock::sync_if_needed(agent, session).await;
+        let head_after = head_now(agent);
+        if head_after != head_before {
+            // Tell control our new head, as tailscaled does after a sync.
+            let (session, hostinfo, endpoints) = (session.clone(), hostinfo_now.clone(), endpoints.clone());
             tokio::spawn(async move {
-                let req = map_request(node_public, disco, &hostinfo, &endpoints, false);
+                let req = map_request(node_public, disco, &hostinfo, &endpoints, false, head_after);
+                if let Err(e) = session.lite_update(&req).await {
+                    log(&format!("control: tka head update: {e}"));
+                }
+            });
+        }
+        if let Some(hostinfo) = derp_update {
+            let (session, endpoints, head) =
+                (session.clone(), endpoints.clone(), agent.lock().tka.head_text());
+            tokio::spawn(async move {
+                let req = map_request(node_public, disco, &hostinfo, &endpoints, false, head);
                 if let Err(e) = session.lite_update(&req).await {
                     log(&format!("control: hostinfo update: {e}"));
                 }
@@ -666,6 +668,7 @@ fn map_request<'a>(
     hostinfo: &'a Hostinfo,
     endpoints: &'a [String],
     stream: bool,
+    tka_head: String,
 ) -> MapRequest<'a> {
     MapRequest {
         endpoints,
@@ -677,7 +680,13 @@ fn map_request<'a>(
         stream,
         hostinfo,
         omit_peers: !stream,
+        tka_head,
     }
+}
+
+/// Our tailnet-lock head for map requests (released before the request is sent).
+fn head_now(agent: &Agent) -> String {
+    agent.lock().tka.head_text()
 }
 
 fn endpoint_strings(s: &Shared) -> Vec<String> {
@@ -729,45 +738,6 @@ pub(crate) fn public_key_of(key: &PrivateKey) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn agent_with(state: crate::state::State, name: &str) -> (Agent, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("tinytail-node-test-{}-{name}", std::process::id()));
-        (crate::shared::agent_in(&dir, state).unwrap(), dir)
-    }
-
-    #[test]
-    fn lock_status_shows_our_key_and_refuses_to_guess_when_control_has_lock() {
-        let seed = PrivateKey([4; 32]);
-        let tlpub = format!("{}", NlPublicOf(&seed));
-        let state = crate::state::State { lock_key: Some(seed.clone()), ..Default::default() };
-        let (agent, dir) = agent_with(state, "lock");
-        let Reply::Ok { message, data } = lock_status(&agent.lock()) else { panic!("not ok") };
-        assert_eq!(message, format!("Tailnet Lock is NOT enabled.\n\nThis node's tailnet-lock key: {tlpub}"));
-        assert_eq!(data, serde_json::json!({"SchemaVersion": "1", "Enabled": false, "PublicKey": tlpub}));
-        {
-            let mut s = agent.lock();
-            s.state.registered = true;
-            s.state.node_key = Some(PrivateKey::clamped([2; 32]));
-        }
-        let Reply::Ok { data, .. } = lock_status(&agent.lock()) else { panic!("not ok") };
-        assert!(data["NodeKey"].as_str().is_some_and(|k| k.starts_with("nodekey:")), "{data}");
-        agent.lock().netmap.tka = Some(tailcfg::TkaInfo { head: "ABCD".into(), disabled: false });
-        let Reply::Error(e) = lock_status(&agent.lock()) else { panic!("claimed a state it does not know") };
-        assert!(e.contains("enabled on this tailnet") && e.contains("ABCD"), "{e}");
-        agent.lock().netmap.tka = Some(tailcfg::TkaInfo { head: String::new(), disabled: true });
-        assert!(matches!(lock_status(&agent.lock()), Reply::Ok { .. }), "disabled lock is not enabled");
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    /// The tlpub text of a seed, computed independently of `State::lock_public`.
-    struct NlPublicOf<'a>(&'a PrivateKey);
-    impl std::fmt::Display for NlPublicOf<'_> {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            let public = tinytail_core::tka::verify::public_of(&self.0 .0);
-            f.write_str("tlpub:")?;
-            public.iter().try_for_each(|b| write!(f, "{b:02x}"))
-        }
-    }
 
     #[test]
     fn backoff_stays_within_the_reconnect_budget() {

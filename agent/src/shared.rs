@@ -10,12 +10,14 @@ use tokio::task::JoinHandle;
 
 use tinytail_core::key::DiscoPublic;
 
+use crate::control::session::Session;
 use crate::control::{transport, ControlError, ServerUrl};
 use crate::magicsock;
 use crate::netmap::NetMap;
 use crate::prefix::Prefix;
 use crate::state::{FlashState, Prefs, State};
 use crate::tailcfg::{Hostinfo, NetInfo};
+use crate::tka::Lock;
 
 /// Routes an exit node advertises (`ts:ipn/ipnlocal/local.go`).
 const EXIT_ROUTES: [&str; 2] = ["0.0.0.0/0", "::/0"];
@@ -70,6 +72,10 @@ pub struct Shared {
     /// Our direct endpoints, as magicsock found them (sent in MapRequest.Endpoints).
     pub endpoints: Vec<std::net::SocketAddr>,
     pub(crate) control_task: Option<JoinHandle<()>>,
+    /// Tailnet lock: the authority we synced, and which peers it drops.
+    pub tka: Lock,
+    /// The open control session, for the verbs that call control (`lock sign`, ...).
+    pub(crate) session: Option<Session>,
 }
 
 impl Shared {
@@ -100,6 +106,11 @@ impl Agent {
         version: String,
         disco_public: DiscoPublic,
     ) -> Agent {
+        let (meta, aums) = store.load_tka();
+        let (tka, warnings) = Lock::load(meta.as_deref(), &aums);
+        for warning in warnings {
+            crate::log::log(&format!("tailnet lock: {warning}"));
+        }
         let backend = if !state.registered {
             Backend::NeedsLogin
         } else if state.want_running {
@@ -121,6 +132,8 @@ impl Agent {
                 engine_commands: None,
                 endpoints: Vec::new(),
                 control_task: None,
+                tka,
+                session: None,
             })),
             store: Arc::new(store),
             ca_bundle,

@@ -14,6 +14,9 @@ use tinytail_hal::store::{self, ConfigKey, DeviceFlash, Record, Store, StoreErro
 /// Stored form of boolean config records.
 const ON: &[u8] = b"on";
 const OFF: &[u8] = b"off";
+/// Bytes of AUMs per store transaction: a transaction is one frame, which must fit an erase
+/// block (32 KiB in image files, 64 KiB on most router NOR flash).
+const TKA_TRANSACTION_BYTES: usize = 8 * 1024;
 
 /// The prefs `tinytail up` sets (flags spelled as `tailscale up` spells them).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -55,6 +58,9 @@ impl State {
     }
 }
 
+/// A named record's name and value.
+pub type NamedRecord = (String, Vec<u8>);
+
 /// Where the state lives.
 pub trait StateStore {
     fn load(&self) -> Result<State, String>;
@@ -91,6 +97,62 @@ impl FlashState {
     /// One config record outside [`State`] (the web page's credentials).
     pub fn get_config(&self, config: ConfigKey) -> Option<Vec<u8>> {
         self.lock().get(Record::Config(config)).map(<[u8]>::to_vec)
+    }
+
+    /// The tailnet-lock records: the metadata record and every stored AUM (name, value).
+    pub fn load_tka(&self) -> (Option<Vec<u8>>, Vec<NamedRecord>) {
+        let store = self.lock();
+        let meta = store.get(Record::TkaState).map(<[u8]>::to_vec);
+        let aums = store
+            .info()
+            .records
+            .iter()
+            .filter_map(|r| match r.key.record() {
+                Some(Record::TkaAum(name)) => {
+                    store.get(Record::TkaAum(name)).map(|v| (name.to_string(), v.to_vec()))
+                }
+                _ => None,
+            })
+            .collect();
+        (meta, aums)
+    }
+
+    /// Applies tailnet-lock changes: AUM puts and deletes in transactions of at most
+    /// `TKA_TRANSACTION_BYTES` (a frame must fit one erase block), then the metadata last, so a
+    /// power cut leaves either the old metadata over a superset of its AUMs (extra AUMs are
+    /// verified ones and harmless) or the new state.
+    pub fn save_tka(
+        &self,
+        puts: &[(String, Vec<u8>)],
+        deletes: &[String],
+        meta: Option<&[u8]>,
+    ) -> Result<(), String> {
+        let err = |e: StoreError| format!("store: {e}");
+        let mut store = self.lock();
+        let mut tx = Transaction::new();
+        let mut bytes = 0;
+        for (name, value) in puts {
+            if bytes + value.len() > TKA_TRANSACTION_BYTES && !tx.is_empty() {
+                store.commit(&tx).map_err(err)?;
+                (tx, bytes) = (Transaction::new(), 0);
+            }
+            tx.put(Record::TkaAum(name), value).map_err(err)?;
+            bytes += value.len() + name.len();
+        }
+        if !tx.is_empty() {
+            store.commit(&tx).map_err(err)?;
+        }
+        let mut tx = Transaction::new();
+        put_or_delete(&mut tx, Record::TkaState, meta).map_err(err)?;
+        store.commit(&tx).map_err(err)?;
+        for chunk in deletes.chunks(64) {
+            let mut tx = Transaction::new();
+            for name in chunk {
+                tx.delete(Record::TkaAum(name)).map_err(err)?;
+            }
+            store.commit(&tx).map_err(err)?;
+        }
+        Ok(())
     }
 
     /// Writes (or with `None` deletes) one config record outside [`State`], in its own

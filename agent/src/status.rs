@@ -45,6 +45,9 @@ pub fn json(s: &Shared) -> Value {
             health.push("this node's key has expired; run `tinytail up` to log in again".into());
         }
     }
+    if s.tka.verdicts.self_signed == Some(false) {
+        health.push(crate::tka::LOCKED_OUT_MESSAGE.to_string());
+    }
     json!({
         "Version": s.version,
         "BackendState": s.backend.name(),
@@ -75,6 +78,13 @@ pub fn json(s: &Shared) -> Value {
         "PreferredDERP": s.preferred_derp,
         "PacketFilterRules": nm.packet_filter().count(),
         "TKA": nm.tka,
+        "TailnetLock": {
+            "Enabled": s.tka.enabled(),
+            "Head": s.tka.head_text(),
+            "NodeKeySigned": s.tka.verdicts.self_signed,
+            "FilteredPeers": s.tka.filtered_counts(),
+            "LastError": s.tka.last_error,
+        },
         "ControlTime": nm.control_time,
         "Datapath": engine.as_ref().map(datapath_json),
     })

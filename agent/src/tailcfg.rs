@@ -121,6 +121,9 @@ pub struct MapRequest<'a> {
     pub endpoints: &'a [String],
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub omit_peers: bool,
+    /// Our tailnet-lock head (base32), empty without lock.
+    #[serde(rename = "TKAHead", skip_serializing_if = "String::is_empty")]
+    pub tka_head: String,
 }
 
 /// `tailcfg.MapResponse` (protocol.md §3.3). `None` means "unchanged" for every delta field.
@@ -197,6 +200,12 @@ pub struct Node {
     pub online: Option<bool>,
     pub machine_authorized: bool,
     pub expired: bool,
+    /// Legacy capability list (tailscale's testcontrol puts the default caps here).
+    #[serde(deserialize_with = "null_as_default")]
+    pub capabilities: Vec<String>,
+    /// Capabilities by name; only the names are read.
+    #[serde(rename = "CapMap")]
+    pub cap_map: Option<BTreeMap<String, serde::de::IgnoredAny>>,
 }
 
 /// `tailcfg.PeerChange`: a patch to one peer.
@@ -285,6 +294,136 @@ pub struct PortRange {
 pub struct TkaInfo {
     pub head: String,
     pub disabled: bool,
+}
+
+/// The capability that turns tailnet-lock sync on (`tailcfg.CapabilityTailnetLock`).
+pub const CAP_TAILNET_LOCK: &str = "https://tailscale.com/cap/tailnet-lock";
+
+/// `/machine/tka/bootstrap` (`ts:tailcfg/tka.go`). Byte fields are standard base64 in JSON.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TkaBootstrapRequest {
+    pub version: u16,
+    pub node_key: String,
+    pub head: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TkaBootstrapResponse {
+    #[serde(rename = "GenesisAUM")]
+    pub genesis_aum: String,
+    pub disablement_secret: String,
+}
+
+/// `/machine/tka/sync/offer`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TkaSyncOfferRequest {
+    pub version: u16,
+    pub node_key: String,
+    pub head: String,
+    pub ancestors: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TkaSyncOfferResponse {
+    pub head: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub ancestors: Vec<String>,
+    #[serde(rename = "MissingAUMs", deserialize_with = "null_as_default")]
+    pub missing_aums: Vec<String>,
+}
+
+/// `/machine/tka/sync/send`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TkaSyncSendRequest {
+    pub version: u16,
+    pub node_key: String,
+    pub head: String,
+    #[serde(rename = "MissingAUMs")]
+    pub missing_aums: Vec<String>,
+    pub interactive: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TkaSyncSendResponse {
+    pub head: String,
+}
+
+/// `/machine/tka/init/begin`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TkaInitBeginRequest {
+    pub version: u16,
+    pub node_key: String,
+    #[serde(rename = "GenesisAUM")]
+    pub genesis_aum: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TkaInitBeginResponse {
+    #[serde(deserialize_with = "null_as_default")]
+    pub need_signatures: Vec<TkaSignInfo>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TkaSignInfo {
+    #[serde(rename = "NodeID")]
+    pub node_id: i64,
+    pub node_public: String,
+    /// Raw ed25519 key (base64), the key allowed to rotate the node's signature.
+    pub rotation_pubkey: Option<String>,
+}
+
+/// `/machine/tka/init/finish`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TkaInitFinishRequest {
+    pub version: u16,
+    pub node_key: String,
+    pub signatures: BTreeMap<String, String>,
+}
+
+/// `/machine/tka/disable`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TkaDisableRequest {
+    pub version: u16,
+    pub node_key: String,
+    pub head: String,
+    pub disablement_secret: String,
+}
+
+/// `/machine/tka/sign`: `node_key` is the caller's, the signature names the node signed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TkaSubmitSignatureRequest {
+    pub version: u16,
+    pub node_key: String,
+    pub signature: String,
+}
+
+/// `/machine/tka/affected-sigs`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TkaSignaturesUsingKeyRequest {
+    pub version: u16,
+    pub node_key: String,
+    #[serde(rename = "KeyID")]
+    pub key_id: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TkaSignaturesUsingKeyResponse {
+    #[serde(deserialize_with = "null_as_default")]
+    pub signatures: Vec<String>,
 }
 
 /// `tailcfg.OverTLSPublicKeyResponse`, the `/key` answer.

@@ -53,20 +53,23 @@ pub struct Config {
     pub filter_errors: Vec<String>,
 }
 
-/// Builds the datapath configuration, or `None` while the map lacks our own node.
+/// Builds the datapath configuration, or `None` while the map lacks our own node. Peers
+/// `allowed` refuses (tailnet lock) get no config at all: no packets either way.
 pub fn build(
     netmap: &NetMap,
     prefs: &Prefs,
     node_private: &PrivateKey,
     disco_private: &PrivateKey,
     home_derp: u32,
+    allowed: impl Fn(&NodePublic) -> bool,
 ) -> Option<Config> {
     let self_node = netmap.self_node.as_ref()?;
     let mut peers = Vec::with_capacity(netmap.peers.len());
     for node in &netmap.peers {
         // Peers without a disco key cannot be reached by magicsock (protocol.md §3.1); expired
-        // peers are not talked to (tailscaled drops them from the WireGuard config).
-        if node.disco_key == DiscoPublic::default() || node.expired {
+        // peers are not talked to (tailscaled drops them from the WireGuard config), nor are
+        // peers tailnet lock refuses.
+        if node.disco_key == DiscoPublic::default() || node.expired || !allowed(&node.key) {
             continue;
         }
         let mut routed = node.addresses.clone();
@@ -214,7 +217,7 @@ mod tests {
     fn peers_without_disco_keys_are_left_out_and_subnets_need_accept_routes() {
         let keys = (PrivateKey([1; 32]), PrivateKey([2; 32]));
         let prefs = Prefs::default();
-        let c = build(&map(), &prefs, &keys.0, &keys.1, 999).unwrap();
+        let c = build(&map(), &prefs, &keys.0, &keys.1, 999, |_| true).unwrap();
         assert_eq!(c.peers.len(), 1);
         assert_eq!(c.peers[0].routed, vec![prefix("100.64.0.2/32")]);
         assert_eq!(c.peers[0].endpoints, vec!["198.18.0.20:41641".parse::<SocketAddr>().unwrap()]);
@@ -223,7 +226,7 @@ mod tests {
         assert!(!c.forwarding);
 
         let prefs = Prefs { accept_routes: true, ..Prefs::default() };
-        let c = build(&map(), &prefs, &keys.0, &keys.1, 999).unwrap();
+        let c = build(&map(), &prefs, &keys.0, &keys.1, 999, |_| true).unwrap();
         // The subnet is taken, the default route is not.
         assert_eq!(c.peers[0].routed, vec![prefix("100.64.0.2/32"), prefix("10.20.0.0/16")]);
         assert_eq!(c.tun_routes.last(), Some(&prefix("10.20.0.0/16")));
@@ -236,7 +239,7 @@ mod tests {
     fn filter_admits_what_control_allows_into_what_we_serve() {
         let keys = (PrivateKey([1; 32]), PrivateKey([2; 32]));
         let prefs = Prefs { advertise_routes: vec!["192.0.2.0/24".into()], ..Prefs::default() };
-        let c = build(&map(), &prefs, &keys.0, &keys.1, 999).unwrap();
+        let c = build(&map(), &prefs, &keys.0, &keys.1, 999, |_| true).unwrap();
         assert!(c.forwarding);
         assert!(c.filter_errors.is_empty(), "{:?}", c.filter_errors);
         let mut filter = (*c.filter).clone();
@@ -260,6 +263,6 @@ mod tests {
     #[test]
     fn no_self_node_no_config() {
         let keys = (PrivateKey([1; 32]), PrivateKey([2; 32]));
-        assert!(build(&NetMap::default(), &Prefs::default(), &keys.0, &keys.1, 0).is_none());
+        assert!(build(&NetMap::default(), &Prefs::default(), &keys.0, &keys.1, 0, |_| true).is_none());
     }
 }

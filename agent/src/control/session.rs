@@ -20,6 +20,8 @@ const REGISTER_RESPONSE_MAX: usize = 1 << 20;
 pub const MAP_WATCHDOG: Duration = Duration::from_secs(120);
 /// Cap on one decompressed map response.
 const MAP_DECODED_MAX: u64 = 16 << 20;
+/// Cap on a `/machine/tka/*` answer (tailscaled reads at most 10 MiB of a sync).
+const TKA_RESPONSE_MAX: usize = 10 << 20;
 /// When set, every map message is logged in full (development only: it holds the whole netmap).
 const DEBUG_MAP_ENV: &str = "TINYTAIL_DEBUG_MAP";
 /// A PingRequest's HEAD times out after this long (`direct.go` `answerPing`).
@@ -88,6 +90,23 @@ impl Session {
         Ok(())
     }
 
+    /// One `/machine/tka/<rpc>` call: a GET with a JSON body, as tailscaled sends them
+    /// (lock-cert.md §A.1). A status other than 200 fails as tailscale words it.
+    pub async fn tka<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        rpc: &str,
+        req: &Req,
+    ) -> Result<Resp, ControlError> {
+        let body = serde_json::to_vec(req).map_err(|e| ControlError::Protocol(e.to_string()))?;
+        let (status, mut recv) =
+            self.send_with_body(http::Method::GET, &format!("/machine/tka/{rpc}"), body).await?;
+        let bytes = read_all(&mut recv, TKA_RESPONSE_MAX).await?;
+        if status != 200 {
+            return Err(ControlError::Refused(format!("request returned ({status}): {}", one_line(&bytes))));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ControlError::Protocol(format!("tka {rpc} response: {e}")))
+    }
+
     /// HEAD over Noise, to answer a PingRequest with `URLIsNoise`.
     pub async fn head(&self, url: &str) -> Result<u16, ControlError> {
         let req = http::Request::builder()
@@ -102,8 +121,17 @@ impl Session {
     }
 
     async fn post(&self, path: &str, body: Vec<u8>) -> Result<(u16, RecvStream), ControlError> {
+        self.send_with_body(http::Method::POST, path, body).await
+    }
+
+    async fn send_with_body(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, RecvStream), ControlError> {
         let req = http::Request::builder()
-            .method(http::Method::POST)
+            .method(method)
             .uri(format!("https://{}{path}", self.authority))
             .body(())
             .map_err(|e| ControlError::Protocol(e.to_string()))?;

@@ -15,8 +15,12 @@ pub enum RecordKind {
     /// The node key before the last rotation, kept so the control server can be told about it.
     PreviousNodeKey,
     TailnetLockKey,
-    /// Tailnet-lock authority state (the AUM chain), serialized by the agent.
+    /// Tailnet-lock authority metadata (the AUM the chain starts at, refused state IDs),
+    /// serialized by the agent.
     TkaState,
+    /// One AUM of the tailnet-lock chain, named by its hash (base32): commit time, then the
+    /// AUM's CBOR. Content-addressed, so a sync writes only the new ones.
+    TkaAum,
     AcmeAccountKey,
     /// A certificate chain (PEM), named by its domain.
     Certificate,
@@ -34,12 +38,13 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 16] = [
+    pub const ALL: [RecordKind; 17] = [
         RecordKind::MachineKey,
         RecordKind::NodeKey,
         RecordKind::PreviousNodeKey,
         RecordKind::TailnetLockKey,
         RecordKind::TkaState,
+        RecordKind::TkaAum,
         RecordKind::AcmeAccountKey,
         RecordKind::Certificate,
         RecordKind::CertificateKey,
@@ -64,6 +69,7 @@ impl RecordKind {
             RecordKind::AcmeAccountKey => 0x0006,
             RecordKind::Certificate => 0x0007,
             RecordKind::CertificateKey => 0x0008,
+            RecordKind::TkaAum => 0x0009,
             RecordKind::ConfigAdvertisedRoutes => 0x0100,
             RecordKind::ConfigSnat => 0x0101,
             RecordKind::ConfigExitNode => 0x0102,
@@ -96,7 +102,7 @@ impl RecordKind {
 
     /// Kinds with many records, told apart by a name (the certificate's domain).
     pub fn is_named(self) -> bool {
-        matches!(self, RecordKind::Certificate | RecordKind::CertificateKey)
+        matches!(self, RecordKind::Certificate | RecordKind::CertificateKey | RecordKind::TkaAum)
     }
 
     /// Kinds whose value is a 32-byte key.
@@ -117,6 +123,7 @@ impl RecordKind {
             RecordKind::PreviousNodeKey => "previous-node-key",
             RecordKind::TailnetLockKey => "tailnet-lock-key",
             RecordKind::TkaState => "tka-state",
+            RecordKind::TkaAum => "tka-aum",
             RecordKind::AcmeAccountKey => "acme-account-key",
             RecordKind::Certificate => "certificate",
             RecordKind::CertificateKey => "certificate-key",
@@ -159,6 +166,8 @@ pub enum Record<'a> {
     PreviousNodeKey,
     TailnetLockKey,
     TkaState,
+    /// One AUM, named by its base32 hash.
+    TkaAum(&'a str),
     AcmeAccountKey,
     /// The certificate chain for a domain.
     Certificate(&'a str),
@@ -175,6 +184,7 @@ impl Record<'_> {
             Record::PreviousNodeKey => RecordKind::PreviousNodeKey,
             Record::TailnetLockKey => RecordKind::TailnetLockKey,
             Record::TkaState => RecordKind::TkaState,
+            Record::TkaAum(_) => RecordKind::TkaAum,
             Record::AcmeAccountKey => RecordKind::AcmeAccountKey,
             Record::Certificate(_) => RecordKind::Certificate,
             Record::CertificateKey(_) => RecordKind::CertificateKey,
@@ -202,7 +212,9 @@ impl RecordKey {
     /// Builds the key for a record the agent names, refusing names that cannot be stored.
     pub fn of(record: Record<'_>) -> Result<Self, StoreError> {
         let name: &[u8] = match record {
-            Record::Certificate(domain) | Record::CertificateKey(domain) => domain.as_bytes(),
+            Record::Certificate(name) | Record::CertificateKey(name) | Record::TkaAum(name) => {
+                name.as_bytes()
+            }
             _ => b"",
         };
         if record.kind().is_named() && name.is_empty() {
@@ -240,6 +252,7 @@ impl RecordKey {
             RecordKind::PreviousNodeKey => Some(Record::PreviousNodeKey),
             RecordKind::TailnetLockKey => Some(Record::TailnetLockKey),
             RecordKind::TkaState => Some(Record::TkaState),
+            RecordKind::TkaAum => std::str::from_utf8(&self.name).ok().map(Record::TkaAum),
             RecordKind::AcmeAccountKey => Some(Record::AcmeAccountKey),
             RecordKind::Certificate => std::str::from_utf8(&self.name).ok().map(Record::Certificate),
             RecordKind::CertificateKey => std::str::from_utf8(&self.name).ok().map(Record::CertificateKey),
