@@ -9,6 +9,15 @@ use crate::prefix::Prefix;
 use crate::shared::Shared;
 use crate::{clock, magicsock};
 
+/// Tailnet lock as `lock status --json` shows it, plus the peers dropped per reason
+/// (`FilteredCounts`) and the last sync error.
+fn lock_json(s: &Shared) -> Value {
+    let mut v = s.tka.status_json(&s.netmap, s.state.lock_public());
+    v["FilteredCounts"] = json!(s.tka.filtered_counts());
+    v["LastError"] = json!(s.tka.last_error);
+    v
+}
+
 /// Builds the status object from the shared state.
 pub fn json(s: &Shared) -> Value {
     let nm = &s.netmap;
@@ -78,13 +87,7 @@ pub fn json(s: &Shared) -> Value {
         "PreferredDERP": s.preferred_derp,
         "PacketFilterRules": nm.packet_filter().count(),
         "TKA": nm.tka,
-        "TailnetLock": {
-            "Enabled": s.tka.enabled(),
-            "Head": s.tka.head_text(),
-            "NodeKeySigned": s.tka.verdicts.self_signed,
-            "FilteredPeers": s.tka.filtered_counts(),
-            "LastError": s.tka.last_error,
-        },
+        "TailnetLock": lock_json(s),
         "ControlTime": nm.control_time,
         "Datapath": engine.as_ref().map(datapath_json),
     })
