@@ -56,11 +56,14 @@ impl Rng {
 }
 
 /// The records the property tests touch: every shape of key (single, named, config).
-pub const UNIVERSE: [Record<'static>; 9] = [
+pub const UNIVERSE: [Record<'static>; 11] = [
     Record::MachineKey,
     Record::NodeKey,
     Record::PreviousNodeKey,
     Record::TkaState,
+    // Tailnet-lock chain records, named by 52-character AUM hashes as the agent names them.
+    Record::TkaAum("ZQJ5K3VNBXHHPCYN5KUGRXTGOVXFQ3SHUGSJ4VLNXEBUL5DCWTUA"),
+    Record::TkaAum("AAQCAMBQAA2GMZ3KNFWGCZLSMVZXIYLPORSXG5BAMJSWC4TBMJYQ"),
     Record::Certificate("a.ts.net"),
     Record::CertificateKey("a.ts.net"),
     Record::Certificate("b.ts.net"),
