@@ -20,6 +20,9 @@
 #                                  $RIG_DIR/NAME.log); never call it in $(...): the pid would be lost
 #   rig_headscale_start            start Headscale; exports HS_URL, RIG_CA, HS_USER_ID
 #   rig_testcontrol_start          start tailscale.com's testcontrol (tinytail-interop); exports TC_URL
+#   rig_testctl_start [FLAGS...]   start our test control with tailnet lock (testctl) over HTTPS
+#                                  with DERP; exports TC_URL, RIG_CA; FLAGS go to testctl
+#   rig_testctl PATH               GET PATH from testctl's admin HTTP (/debug/nodes, /debug/tka)
 #   rig_hs ARGS...                 headscale CLI against the rig's server
 #   rig_hs_node_online NAME        true when Headscale shows node NAME online
 #   rig_authkey [FLAGS...]         print a new pre-auth key (reusable, 1h) of the rig's user
@@ -213,6 +216,22 @@ rig_testcontrol_start() {
   rig_wait_for 30 "testcontrol /key" rig_exec cli curl -sf "$TC_URL/key?v=113" ||
     { tail -n 20 "$RIG_DIR/testcontrol.log" >&2; rig_fail "testcontrol did not start"; }
 }
+
+# rig_testctl_start [FLAGS...]: tests/interop/cmd/testctl on the control host, HTTPS on 443 with
+# the rig's CA and DERP/STUN as region 999 (as Headscale: tailscaled redials control on 443, and
+# only reaches Running with a home DERP); exports TC_URL.
+rig_testctl_start() {
+  [[ -n "${RIG_CA:-}" ]] || rig_make_ca
+  rig_bg ctl testctl "$(rig_peers)/testctl" -listen 198.18.0.10:443 \
+    -tls-cert "$RIG_DIR/pki/control.crt" -tls-key "$RIG_DIR/pki/control.key" \
+    -derp-host "$RIG_CONTROL_HOST" "$@"
+  export TC_URL="https://$RIG_CONTROL_HOST"
+  rig_wait_for 30 "testctl /key" rig_exec ctl curl -sf --cacert "$RIG_CA" "$TC_URL/key?v=115" ||
+    { tail -n 20 "$RIG_DIR/testctl.log" >&2; rig_fail "testctl did not start"; }
+  rig_log "testctl up at $TC_URL"
+}
+
+rig_testctl() { rig_exec ctl curl -sf --cacert "$RIG_CA" "$TC_URL$1"; }
 
 rig_hs() {
   "$(rig_peers)/headscale" -c "$RIG_DIR/headscale/config.yaml" --force "$@"
