@@ -4,21 +4,26 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/netip"
+	"time"
 
 	"tailscale.com/tka"
 )
 
 // debugNode is one entry of GET /debug/nodes.
 type debugNode struct {
-	ID           int64          `json:"id"`
-	Name         string         `json:"name"`     // FQDN with the trailing dot, as in map responses
-	Hostname     string         `json:"hostname"` // as the node reported it
-	NodeKey      string         `json:"nodekey"`  // nodekey:HEX
-	MachineKey   string         `json:"machinekey"`
-	NLKey        string         `json:"nlkey"` // tlpub:HEX, "" when the node sent none
-	Addresses    []netip.Prefix `json:"addresses"`
-	Online       bool           `json:"online"` // has a map stream open
-	KeySignature bool           `json:"key_signature"`
+	ID         int64          `json:"id"`
+	Name       string         `json:"name"`     // FQDN with the trailing dot, as in map responses
+	Hostname   string         `json:"hostname"` // as the node reported it
+	NodeKey    string         `json:"nodekey"`  // nodekey:HEX
+	MachineKey string         `json:"machinekey"`
+	NLKey      string         `json:"nlkey"` // tlpub:HEX, "" when the node sent none
+	Addresses  []netip.Prefix `json:"addresses"`
+	Online     bool           `json:"online"` // has a map stream open
+	// QuietMS: milliseconds since the node last changed what its peers see (registration,
+	// endpoints, disco key, hostinfo): tests wait for quiet before checking that an action of
+	// theirs, not the node's own churn, sent a map update.
+	QuietMS      int64 `json:"quiet_ms"`
+	KeySignature bool  `json:"key_signature"`
 	// SignatureVerifies: the signature authorizes the node key under the current authority
 	// (false while lock is off). SignatureError says why not, when there is a signature.
 	SignatureVerifies bool   `json:"signature_verifies"`
@@ -52,6 +57,7 @@ func (s *server) serveDebugNodes(w http.ResponseWriter, r *http.Request) {
 			MachineKey:   n.machine.String(),
 			Addresses:    n.addresses(),
 			Online:       n.streams > 0,
+			QuietMS:      time.Since(n.changedAt).Milliseconds(),
 			KeySignature: len(n.keySig) > 0,
 		}
 		if n.hostinfo != nil {
