@@ -26,6 +26,8 @@ RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
 export RIG
 
 pass() { printf 'lock: ok  %s\n' "$*"; }
+# Output is captured before grep -q looks at it: under pipefail, `cmd | grep -q` fails whenever
+# grep's early exit makes cmd die of SIGPIPE.
 
 (
   source "$here/../rig/rig.sh"
@@ -91,7 +93,7 @@ pass() { printf 'lock: ok  %s\n' "$*"; }
       "'$RIG_PEERS/tailscale' --socket='$RIG_DIR/$node/tailscaled.sock' lock status |
        grep -q 'This node is accessible under Tailnet Lock'" ||
       rig_fail "2: $node: $(rig_ts "$node" lock status)"
-    rig_ts "$node" lock status | grep -qx "Tailnet Lock is ENABLED." || rig_fail "2: $node not ENABLED"
+    grep -qx "Tailnet Lock is ENABLED." <<<"$(rig_ts "$node" lock status)" || rig_fail "2: $node not ENABLED"
   done
   rig_testctl /debug/tka | jq -e '.enabled and (.trusted_keys | length) == 2' >/dev/null ||
     rig_fail "2: testctl /debug/tka: $(rig_testctl /debug/tka)"
@@ -109,7 +111,7 @@ pass() { printf 'lock: ok  %s\n' "$*"; }
     "'$RIG_PEERS/tailscale' --socket='$RIG_DIR/a/tailscaled.sock' lock status --json |
      jq -e --arg k '$nk_c' '[.FilteredPeers[]?.NodeKey] | index(\$k)'" ||
     rig_fail "3: A does not list C as filtered: $(lock_json a | jq -c .FilteredPeers)"
-  rig_ts a lock status | grep -q "$nk_c" || rig_fail "3: A's lock status text lacks C's node key"
+  grep -q "$nk_c" <<<"$(rig_ts a lock status)" || rig_fail "3: A's lock status text lacks C's node key"
   rig_wait_for 10 "C sees itself locked out" bash -c \
     "'$RIG_PEERS/tailscale' --socket='$RIG_DIR/c/tailscaled.sock' lock status | grep -q 'LOCKED OUT'" ||
     rig_fail "3: C: $(rig_ts c lock status)"
@@ -157,7 +159,7 @@ pass() { printf 'lock: ok  %s\n' "$*"; }
   wrong="disablement-secret:$(printf '%064X' 0)"
   out="$(rig_ts a lock disable "$wrong" 2>&1)" && rig_fail "5: a wrong secret disabled lock: $out"
   grep -q "incorrect disablement secret" <<<"$out" || rig_fail "5: wrong secret: unexpected error: $out"
-  rig_ts a lock status | grep -qx "Tailnet Lock is ENABLED." || rig_fail "5: lock not enabled after a wrong secret"
+  grep -qx "Tailnet Lock is ENABLED." <<<"$(rig_ts a lock status)" || rig_fail "5: lock not enabled after a wrong secret"
   rig_testctl /debug/tka | jq -e '.enabled' >/dev/null || rig_fail "5: testctl disabled on a wrong secret"
   pass "5: wrong secret refused: $out"
   out="$(rig_ts a lock disable "$(head -n 1 "$secrets")" 2>&1)" || rig_fail "5: lock disable: $out"
