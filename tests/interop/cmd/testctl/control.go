@@ -455,7 +455,7 @@ func (s *server) serveMap(w http.ResponseWriter, r *http.Request, mkey key.Machi
 		if len(res.Peers) == 0 {
 			res.PeersRemoved = sentPeers
 		}
-		sentPeers = sentPeers[:0]
+		sentPeers = nil // a new slice: PeersRemoved may still hold the old one
 		for _, p := range res.Peers {
 			sentPeers = append(sentPeers, p.ID)
 		}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"tailscale.com/tailcfg"
 	"tailscale.com/tka"
@@ -299,5 +300,71 @@ func TestBadInput(t *testing.T) {
 	check("on")
 	if s.authority == nil {
 		t.Fatal("bad input turned lock off")
+	}
+}
+
+// lockOn turns lock on with a's key trusted and every node signed by it.
+func lockOn(t *testing.T, s *server, a testNode) {
+	t.Helper()
+	_, genesis, err := tka.Create(tka.ChonkMem(), tka.State{
+		Keys:              []tka.Key{{Kind: tka.Key25519, Votes: 1, Public: a.nl.Public().Verifier()}},
+		DisablementValues: [][]byte{tka.DisablementKDF([]byte("s"))},
+	}, a.nl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := call(t, s, a.mkey, "GET", "/machine/tka/init/begin", tailcfg.TKAInitBeginRequest{Version: 141, NodeKey: a.nk.Public(), GenesisAUM: genesis.Serialize()})
+	mustOK(t, "init/begin", code, body)
+	var begin tailcfg.TKAInitBeginResponse
+	json.Unmarshal(body, &begin)
+	sigs := map[tailcfg.NodeID]tkatype.MarshaledSignature{}
+	for _, need := range begin.NeedSignatures {
+		sigs[need.NodeID] = signFor(t, a.nl, need.NodePublic, need.RotationPubkey)
+	}
+	code, body = call(t, s, a.mkey, "GET", "/machine/tka/init/finish", tailcfg.TKAInitFinishRequest{Version: 141, NodeKey: a.nk.Public(), Signatures: sigs})
+	mustOK(t, "init/finish", code, body)
+}
+
+// Node-key rotation under lock: control hands back the old signature, the node re-signs it with
+// its own tailnet-lock key (the rotation key init gave it) and registers again. Then logout.
+func TestRotationAndLogout(t *testing.T) {
+	s := newServer("", "tail1234.ts.net")
+	a, b := newTestNode(), newTestNode()
+	register(t, s, a, "a")
+	register(t, s, b, "b")
+	lockOn(t, s, a)
+
+	newKey := key.NewNode()
+	req := tailcfg.RegisterRequest{Version: 141, NodeKey: newKey.Public(), OldNodeKey: b.nk.Public(), NLKey: b.nl.Public()}
+	code, body := call(t, s, b.mkey, "POST", "/machine/register", req)
+	mustOK(t, "rotate", code, body)
+	var res tailcfg.RegisterResponse
+	json.Unmarshal(body, &res)
+	if len(res.NodeKeySignature) == 0 {
+		t.Fatalf("rotation under lock: no old signature handed back: %s", body)
+	}
+	req.NodeKeySignature, _ = tka.ResignNKS(b.nl, newKey.Public(), res.NodeKeySignature)
+	code, body = call(t, s, b.mkey, "POST", "/machine/register", req)
+	mustOK(t, "rotate with signature", code, body)
+	m := s.testMap(t, a)
+	if len(m.Peers) != 1 || m.Peers[0].Key != newKey.Public() {
+		t.Fatalf("after rotation A sees %v", m.Peers[0].Key)
+	}
+	s.mu.Lock()
+	err := s.verifyLocked(newKey.Public(), m.Peers[0].KeySignature)
+	s.mu.Unlock()
+	if err != nil {
+		t.Fatalf("rotated signature: %v", err)
+	}
+
+	code, body = call(t, s, b.mkey, "POST", "/machine/register", tailcfg.RegisterRequest{Version: 141, NodeKey: newKey.Public(), Expiry: time.Unix(123, 0)})
+	mustOK(t, "logout", code, body)
+	if m := s.testMap(t, a); len(m.Peers) != 0 {
+		t.Fatalf("after logout A sees %d peers", len(m.Peers))
+	}
+	// Back only with an auth key.
+	code, body = call(t, s, b.mkey, "POST", "/machine/register", tailcfg.RegisterRequest{Version: 141, NodeKey: newKey.Public()})
+	if code != 200 || !strings.Contains(string(body), "invalid auth key") {
+		t.Fatalf("re-register without a key after logout: %d %s", code, body)
 	}
 }
