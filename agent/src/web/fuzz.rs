@@ -10,7 +10,9 @@
 //!
 //! `/tailnet/login` is answered 404 here: it starts a login to whatever server the form names,
 //! and a fuzzer must not send traffic anywhere. (Every other change needs a registered node,
-//! which the fuzzed agent is not, so nothing else reaches the network.)
+//! which the fuzzed agent is not, so nothing else reaches the network: `POST /lock/sign` checks
+//! its `node` field and then stops at "log in first"; even past that, `lock sign` needs a control
+//! session, which the fuzzed agent never has.)
 
 use std::net::IpAddr;
 use std::path::PathBuf;

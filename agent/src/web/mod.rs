@@ -8,6 +8,7 @@
 //! - `POST /routes`, `/exit-node`, `/snat`, `/hostname`, `/tailnet/login`, `/tailnet/logout`:
 //!   changes, each turned into the same `ipc::Request` the CLI sends and handled by
 //!   `node::handle_request`, which persists them in the store.
+//! - `POST /lock/sign`: the Sign button of a peer tailnet lock keeps out (`lock sign NODEKEY`).
 //! - `POST /api-token`: create (shown once) or revoke the API's bearer token.
 //! - `/api/v2/device/self[/routes]`: the JSON API ([`api`]), bearer token only.
 //!
@@ -292,6 +293,7 @@ async fn route(web: &Web, config: &WebConfig, req: &Request, client: IpAddr) -> 
                 "/tailnet/login" => post_tailnet_login(web, req).await,
                 "/tailnet/logout" => from_reply(change(web, ipc::Request::Logout).await, "Logged out."),
                 "/api-token" => post_api_token(web, &token, req),
+                "/lock/sign" => post_lock_sign(web, req).await,
                 _ => return Response::text(404, "not found"),
             };
             if let Some(s) = web.state.lock().sessions.get(&token, Instant::now()) {
@@ -594,6 +596,33 @@ async fn post_tailnet_login(web: &Web, req: &Request) -> Flash {
     from_reply(change(web, ipc::Request::Up(up)).await, "Logged in.")
 }
 
+/// The Sign button of a locked-out peer: `lock sign NODEKEY`, as the CLI sends it. The key is
+/// checked before anything else; the lock verb then checks that our key is trusted.
+async fn post_lock_sign(web: &Web, req: &Request) -> Flash {
+    let text = req.form("node").unwrap_or_default();
+    let node = match NodePublic::parse(text.trim()) {
+        Ok(key) => key,
+        Err(e) => return Flash { ok: false, text: format!("decoding node-key: {e}") },
+    };
+    if !registered(web) {
+        return Flash { ok: false, text: LOG_IN_FIRST.into() };
+    }
+    let args = ipc::LockArgs { verb: "sign".into(), flags: vec![], args: vec![node.to_string()] };
+    match change(web, ipc::Request::Lock(args)).await {
+        Ok(m) if m.is_empty() || m == "Success." => Flash {
+            ok: true,
+            text: format!("Signed {node}; it gets connectivity once control hands out the signature."),
+        },
+        Ok(m) => Flash { ok: true, text: m },
+        Err(e) => Flash { ok: false, text: first_line(&e, "signing failed") },
+    }
+}
+
+/// The verb's errors can quote control's reply: one line of it on the page.
+fn first_line(text: &str, empty: &str) -> String {
+    text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(empty).to_string()
+}
+
 fn post_api_token(web: &Web, session: &str, req: &Request) -> Flash {
     let (record, shown, text) = {
         let mut page = web.state.lock();
@@ -692,6 +721,12 @@ fn device_source(web: &Web) -> api::DeviceSource {
         now: clock::rfc3339(clock::unix_now()),
         derp: s.netmap.derp_regions.get(&s.preferred_derp).map(|r| r.region_code.clone()).unwrap_or_default(),
         engine: s.engine_status(),
+        tailnet_lock_key: s.state.lock_public().map(|k| k.to_string()),
+        tailnet_lock_error: api::tailnet_lock_error(
+            s.tka.enabled(),
+            s.tka.verdicts.self_signed,
+            s.tka.last_error.as_deref(),
+        ),
     }
 }
 
@@ -746,6 +781,7 @@ mod tests {
             ("POST", "/setup"),
             ("POST", "/login"),
             ("POST", "/routes"),
+            ("POST", "/lock/sign"),
             ("GET", "/style.css"),
             ("GET", "/api/v2/device/self"),
             ("GET", "/nonexistent"),
@@ -765,6 +801,109 @@ mod tests {
             runtime.block_on(route(&web, &config, &request("POST", "/setup", "127.0.0.1:8088"), client));
         assert_eq!(reply.status, 303, "{}", String::from_utf8_lossy(&reply.body));
         assert!(web.state.lock().credentials.password.is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// POST /lock/sign with `cookie` and `body` (a same-origin browser form), and the flash the
+    /// page would show next.
+    fn lock_sign(
+        web: &Web,
+        config: &WebConfig,
+        cookie: Option<&str>,
+        body: &str,
+    ) -> (Response, Option<Flash>) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let mut headers = vec![
+            ("host".to_string(), "127.0.0.1:8088".to_string()),
+            ("origin".to_string(), "http://127.0.0.1:8088".to_string()),
+            ("content-type".to_string(), "application/x-www-form-urlencoded".to_string()),
+        ];
+        if let Some(token) = cookie {
+            headers.push(("cookie".into(), format!("{SESSION_COOKIE}={token}")));
+        }
+        let req = Request {
+            method: "POST".into(),
+            path: "/lock/sign".into(),
+            headers,
+            body: body.as_bytes().to_vec(),
+            ..Request::default()
+        };
+        let reply = runtime.block_on(route(web, config, &req, "127.0.0.1".parse().unwrap()));
+        let flash = cookie
+            .and_then(|t| web.state.lock().sessions.get(t, Instant::now()).and_then(|s| s.flash.take()));
+        (reply, flash)
+    }
+
+    #[test]
+    fn lock_sign_needs_the_session_and_its_csrf_token() {
+        let (web, config, dir) = test_web("lock-sign-auth");
+        let node = NodePublic([0xdd; 32]).to_string();
+        let (token, csrf) = {
+            let mut page = web.state.lock();
+            let token = page.sessions.create(Instant::now(), [1; 32], [2; 32]);
+            let csrf = page.sessions.get(&token, Instant::now()).unwrap().csrf.clone();
+            (token, csrf)
+        };
+        web.node.lock().state.registered = true;
+        // Not signed in (no cookie, or one that names no session).
+        for (cookie, why) in
+            [(None, "forbidden: not signed in"), (Some("0123"), "forbidden: the session expired")]
+        {
+            let (reply, _) = lock_sign(&web, &config, cookie, &format!("csrf={csrf}&node={node}"));
+            assert_eq!(reply.status, 403, "{cookie:?}");
+            assert!(reply.body.starts_with(why.as_bytes()), "{cookie:?}");
+        }
+        // Signed in, but no token or a wrong one.
+        for body in
+            [format!("node={node}"), format!("csrf=&node={node}"), format!("csrf={csrf}0&node={node}")]
+        {
+            let (reply, flash) = lock_sign(&web, &config, Some(&token), &body);
+            assert_eq!(reply.status, 403, "{body}");
+            assert!(String::from_utf8_lossy(&reply.body).contains("CSRF"), "{body}");
+            assert!(flash.is_none(), "{body}: refused before the handler");
+        }
+        // With both, the request reaches the lock verb: here it stops at the missing control
+        // session (the error's one line), which shows the route sent `lock sign NODEKEY`.
+        let (reply, flash) = lock_sign(&web, &config, Some(&token), &format!("csrf={csrf}&node={node}"));
+        assert_eq!(reply.status, 303);
+        let flash = flash.expect("a note for the page");
+        assert!(!flash.ok && flash.text.contains("not connected to the control server"), "{}", flash.text);
+        assert!(!flash.text.contains('\n'), "one line: {}", flash.text);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn errors_from_the_lock_verb_show_one_line() {
+        assert_eq!(first_line("signing failed: 500\n<html>\n</html>", "x"), "signing failed: 500");
+        assert_eq!(first_line("\n  signing failed: 403  \r\nmore", "x"), "signing failed: 403");
+        assert_eq!(first_line("", "signing failed"), "signing failed");
+    }
+
+    #[test]
+    fn lock_sign_refuses_a_bad_node_key_before_anything() {
+        let (web, config, dir) = test_web("lock-sign-key");
+        let token = web.state.lock().sessions.create(Instant::now(), [1; 32], [2; 32]);
+        let csrf = auth::hex(&[2; 32]);
+        let short = format!("nodekey:{}", "dd".repeat(31));
+        let machine = format!("mkey:{}", "dd".repeat(32));
+        let not_hex = format!("nodekey:{}", "zz".repeat(32));
+        for registered in [false, true] {
+            web.node.lock().state.registered = registered;
+            for node in ["", "tlpub:00", &short, &machine, &not_hex, "nodekey:%0Aline2"] {
+                let (reply, flash) =
+                    lock_sign(&web, &config, Some(&token), &format!("csrf={csrf}&node={node}"));
+                assert_eq!(reply.status, 303, "{node}");
+                let flash = flash.expect("a note for the page");
+                assert!(!flash.ok, "{node}");
+                assert!(flash.text.starts_with("decoding node-key: "), "{node}: {}", flash.text);
+                assert!(!flash.text.contains('\n'), "one line: {}", flash.text);
+            }
+        }
+        // A good key while logged out: no request to control either.
+        web.node.lock().state.registered = false;
+        let node = NodePublic([0xdd; 32]).to_string();
+        let (_, flash) = lock_sign(&web, &config, Some(&token), &format!("csrf={csrf}&node={node}"));
+        assert_eq!(flash.map(|f| f.text).as_deref(), Some(LOG_IN_FIRST));
         let _ = std::fs::remove_dir_all(dir);
     }
 

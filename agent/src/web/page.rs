@@ -126,6 +126,7 @@ pub fn status(v: &StatusView<'_>) -> String {
     b.push_str(&login_section(v, registered));
     b.push_str(&routes_section(v));
     b.push_str(&peers_section(s, v.engine));
+    b.push_str(&lock_section(v));
     b.push_str(&datapath_section(s, v.engine));
     b.push_str(&options_section(v));
     b.push_str(&api_section(v));
@@ -387,6 +388,153 @@ fn peers_section(s: &Value, engine: Option<&EngineStatus>) -> String {
         "<p class=\"mute\">Datapath stopped: paths and traffic show while the node is up.</p></section>"
     });
     b
+}
+
+/// Tailnet lock from the status object's `TailnetLock` (`lock status --json` plus
+/// `FilteredCounts` and `LastError`): on or off, the trusted keys, our key and whether it is
+/// trusted, our own signature (and, when it fails, the command that fixes it), and the peers the
+/// lock keeps out, each with a Sign button when our key may sign.
+fn lock_section(v: &StatusView<'_>) -> String {
+    let lock = &v.status["TailnetLock"];
+    let ours = lock["PublicKey"].as_str().filter(|k| !k.is_empty());
+    let enabled = lock["Enabled"] == true;
+    let node_key = lock["NodeKey"].as_str().filter(|k| !k.is_empty());
+    let locked_out = enabled && node_key.is_some() && lock["NodeKeySigned"] != true;
+    let (badge, word) = match (enabled, locked_out) {
+        (false, _) => ("mute", "off"),
+        (true, false) => ("ok", "on"),
+        (true, true) => ("bad", "locked out"),
+    };
+    let mut b = format!(
+        "<section id=\"lock\" class=\"wide\"><h2>Tailnet lock <span class=\"badge {badge}\">{word}</span></h2>"
+    );
+    if let Some(e) = lock["LastError"].as_str().filter(|e| !e.is_empty()) {
+        let _ =
+            write!(b, "<p class=\"warn\" id=\"lock-error\">Last sync with control failed: {}</p>", esc(e));
+    }
+    if !enabled {
+        let _ = write!(
+            b,
+            "<p id=\"lock-off\">Tailnet lock is off. <code>tinytail lock init</code> on this router or \
+             <code>tailscale lock init</code> on another node turns it on{}.</p></section>",
+            ours.map(|k| format!(" (to trust this router, include its key <code>{}</code>)", esc(k)))
+                .unwrap_or_default()
+        );
+        return b;
+    }
+    let trusted_keys: Vec<(&str, u64)> = lock["TrustedKeys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| Some((k["Public"].as_str()?, k["Votes"].as_u64().unwrap_or(0))))
+        .collect();
+    let trusted = ours.is_some_and(|o| trusted_keys.iter().any(|(k, _)| *k == o));
+    if let (true, Some(node)) = (locked_out, node_key) {
+        let command = match ours {
+            Some(k) => format!("tailscale lock sign {node} {k}"),
+            None => format!("tailscale lock sign {node}"),
+        };
+        let _ = write!(
+            b,
+            "<div class=\"note bad\" id=\"locked-out\"><b>This router is locked out.</b> Tailnet lock is on \
+             and its node key is not signed, so no peer accepts its traffic. On a node with a trusted \
+             tailnet-lock key, run:<br><code id=\"lock-sign-command\">{}</code></div>",
+            esc(&command)
+        );
+    }
+    let _ = write!(
+        b,
+        "<dl><dt>This router's key</dt><dd><code id=\"lock-key\">{}</code> {}</dd>\
+         <dt>Node signature</dt><dd>{}</dd><dt>Head</dt><dd class=\"mono\">{}</dd></dl>",
+        esc(ours.unwrap_or("—")),
+        if trusted {
+            "<span class=\"ok\" id=\"lock-trusted\">trusted: it can sign nodes</span>"
+        } else {
+            "<span class=\"warn\" id=\"lock-trusted\">not trusted: it cannot sign nodes</span>"
+        },
+        match (node_key, locked_out) {
+            (None, _) => "<span class=\"mute\">no node key yet</span>",
+            (Some(_), false) => "<span class=\"ok\">signed</span>",
+            (Some(_), true) => "<span class=\"bad\">not signed</span>",
+        },
+        esc(lock["Head"].as_str().unwrap_or("—")),
+    );
+    b.push_str(
+        "<table class=\"stack\" id=\"lock-keys\"><thead><tr><th>Trusted key</th><th>Votes</th></tr></thead><tbody>",
+    );
+    for (key, votes) in &trusted_keys {
+        let _ = write!(
+            b,
+            "<tr><td class=\"mono\">{}{}</td><td>{votes}</td></tr>",
+            esc(key),
+            if Some(*key) == ours { " <b>(this router)</b>" } else { "" }
+        );
+    }
+    b.push_str("</tbody></table>");
+    let filtered = lock["FilteredPeers"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if filtered.is_empty() {
+        b.push_str("<p class=\"mute\">No peers are locked out.</p></section>");
+        return b;
+    }
+    let counts: Vec<String> = lock["FilteredCounts"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(reason, n)| format!("{} {}", esc(reason_words(reason)), n.as_u64().unwrap_or(0)))
+        .collect();
+    let _ = write!(
+        b,
+        "<p>Locked out: these peers' node keys are not validly signed, so this router sends them \
+         nothing and accepts nothing from them ({}).</p>",
+        if counts.is_empty() { "—".to_string() } else { counts.join(", ") }
+    );
+    b.push_str(
+        "<table class=\"stack\" id=\"lock-filtered\"><thead><tr><th>Name</th><th>Addresses</th><th>Node key</th>",
+    );
+    b.push_str(if trusted { "<th></th></tr></thead><tbody>" } else { "</tr></thead><tbody>" });
+    for p in filtered {
+        let name = p["DNSName"].as_str().filter(|n| !n.is_empty()).unwrap_or("—");
+        let key = p["NodeKey"].as_str().unwrap_or("");
+        let ips: Vec<String> = strings(&p["TailscaleIPs"]).iter().map(|i| esc(i)).collect();
+        let _ = write!(
+            b,
+            "<tr class=\"locked-peer\"><td><b>{}</b></td><td class=\"mono\">{}</td><td class=\"mono\">{}</td>",
+            esc(name),
+            if ips.is_empty() { "—".to_string() } else { ips.join("<br>") },
+            esc(key),
+        );
+        if trusted {
+            let _ = write!(
+                b,
+                "<td><form method=\"post\" action=\"/lock/sign\" data-confirm=\"Sign {0}? Its node key is then \
+                 trusted by every node of the tailnet.\">{1}<input type=\"hidden\" name=\"node\" value=\"{2}\">\
+                 <button type=\"submit\" class=\"plain\">Sign</button></form></td>",
+                esc(name),
+                csrf_field(v.csrf),
+                esc(key),
+            );
+        }
+        b.push_str("</tr>");
+    }
+    b.push_str("</tbody></table>");
+    if !trusted {
+        b.push_str(
+            "<p class=\"mute\" id=\"lock-cannot-sign\">This router's key is not trusted, so it cannot sign \
+             them: run <code>tailscale lock sign NODEKEY</code> on a node with a trusted key.</p>",
+        );
+    }
+    b.push_str("</section>");
+    b
+}
+
+/// A filter reason of `FilteredCounts` in words.
+fn reason_words(reason: &str) -> &str {
+    match reason {
+        "Unsigned" => "unsigned",
+        "BadSignature" => "bad signature",
+        "ObsoleteByRotation" => "obsoleted by a key rotation",
+        other => other,
+    }
 }
 
 fn derp_names(s: &Value) -> Vec<(u64, String)> {
@@ -898,6 +1046,136 @@ mod tests {
         s["Control"]["Connected"] = json!(false);
         s["TKA"] = json!({"head": "x", "disabled": false});
         assert!(state_summary(&s).1.contains("Locked out"));
+    }
+
+    const OUR_LOCK_KEY: &str = "tlpub:1111111111111111111111111111111111111111111111111111111111111111";
+    const OTHER_LOCK_KEY: &str = "tlpub:2222222222222222222222222222222222222222222222222222222222222222";
+
+    /// `TailnetLock` as status::json has it with lock on: ours and another key trusted (ours only
+    /// when `trusted`), our own signature good or not, one locked-out peer with a hostile name.
+    fn lock_on(trusted: bool, signed: bool) -> Value {
+        let mut keys = vec![json!({"Kind": "25519", "Votes": 2, "Public": OTHER_LOCK_KEY})];
+        if trusted {
+            keys.push(json!({"Kind": "25519", "Votes": 1, "Public": OUR_LOCK_KEY}));
+        }
+        json!({
+            "SchemaVersion": "1", "Enabled": true, "PublicKey": OUR_LOCK_KEY, "NodeKey": key(0x01),
+            "Head": "DMJVXQXEEG7OKHSXBI7FHWJRBCE5YDMUPYR4YO2XNXB6RH3J2NGA", "NodeKeySigned": signed,
+            "NodeKeySignature": null, "TrustedKeys": keys, "VisiblePeers": [],
+            "FilteredPeers": [{"ID": "nEvil", "DNSName": "evil<img src=x onerror=alert(1)>.tailnet.test.",
+                               "TailscaleIPs": ["100.64.0.9", "fd7a:115c:a1e0::9"], "NodeKey": key(0xdd)}],
+            "State": 42, "FilteredCounts": {"Unsigned": 1}, "LastError": null,
+        })
+    }
+
+    fn with_lock(lock: Value) -> Value {
+        let mut s = running();
+        s["TailnetLock"] = lock;
+        s
+    }
+
+    /// The `<section id="lock">` of the page.
+    fn lock_html(s: &Value) -> String {
+        let html = status(&view(s, &[]));
+        let at = html.find("<section id=\"lock\"").expect("a tailnet lock section");
+        html[at..at + html[at..].find("</section>").unwrap()].to_string()
+    }
+
+    #[test]
+    fn lock_off_says_so_and_how_to_turn_it_on() {
+        let s = with_lock(json!({"SchemaVersion": "1", "Enabled": false, "PublicKey": OUR_LOCK_KEY,
+                                 "NodeKey": key(0x01), "FilteredCounts": {}, "LastError": null}));
+        let lock = lock_html(&s);
+        assert!(lock.contains("badge mute\">off"), "{lock}");
+        assert!(lock.contains("Tailnet lock is off.") && lock.contains("<code>tinytail lock init</code>"));
+        assert!(lock.contains("<code>tailscale lock init</code>") && lock.contains(OUR_LOCK_KEY), "{lock}");
+        assert_eq!(lock.matches("<p").count(), 1, "one line: {lock}");
+        assert!(!lock.contains("<form") && !lock.contains("locked-out") && !lock.contains("<table"));
+        // Logged out, before any status: the same line, no key to show.
+        let mut s = running();
+        s["TailnetLock"] = json!({"Enabled": false});
+        assert!(lock_html(&s).contains("Tailnet lock is off."));
+    }
+
+    #[test]
+    fn lock_on_and_trusted_lists_keys_and_offers_sign_buttons() {
+        let s = with_lock(lock_on(true, true));
+        let lock = lock_html(&s);
+        assert!(lock.contains("badge ok\">on"), "{lock}");
+        assert!(lock.contains(&format!("<code id=\"lock-key\">{OUR_LOCK_KEY}</code>")), "{lock}");
+        assert!(lock.contains("id=\"lock-trusted\">trusted"), "{lock}");
+        assert!(lock.contains("<span class=\"ok\">signed</span>"), "{lock}");
+        assert!(lock.contains(&format!("{OUR_LOCK_KEY} <b>(this router)</b></td><td>1</td>")), "{lock}");
+        assert!(lock.contains(&format!("{OTHER_LOCK_KEY}</td><td>2</td>")), "{lock}");
+        assert_eq!(lock.matches("(this router)").count(), 1);
+        assert!(lock.contains("(unsigned 1)"), "reasons: {lock}");
+        assert!(lock.contains("100.64.0.9<br>fd7a:115c:a1e0::9") && lock.contains(&key(0xdd)), "{lock}");
+        assert!(!lock.contains("id=\"locked-out\""));
+        // One Sign button, posting the peer's node key with the CSRF token.
+        assert_eq!(lock.matches("action=\"/lock/sign\"").count(), 1, "{lock}");
+        assert!(lock.contains(&format!(
+            "<input type=\"hidden\" name=\"csrf\" value=\"c5rf\"><input type=\"hidden\" name=\"node\" \
+             value=\"{}\"><button type=\"submit\" class=\"plain\">Sign</button>",
+            key(0xdd)
+        )));
+        assert!(!lock.contains("lock-cannot-sign"));
+        let html = status(&view(&s, &[]));
+        assert_eq!(html.matches("<form ").count(), html.matches("name=\"csrf\" value=\"c5rf\"").count());
+        // No locked-out peers: said, no table.
+        let mut quiet = lock_on(true, true);
+        quiet["FilteredPeers"] = json!([]);
+        quiet["FilteredCounts"] = json!({});
+        let lock = lock_html(&with_lock(quiet));
+        assert!(lock.contains("No peers are locked out.") && !lock.contains("lock-filtered"), "{lock}");
+    }
+
+    #[test]
+    fn lock_on_and_untrusted_has_no_sign_buttons() {
+        let lock = lock_html(&with_lock(lock_on(false, true)));
+        assert!(lock.contains("badge ok\">on"), "{lock}");
+        assert!(lock.contains("id=\"lock-trusted\">not trusted"), "{lock}");
+        assert!(!lock.contains("(this router)"), "{lock}");
+        assert!(lock.contains(&key(0xdd)), "the locked-out peer is still listed");
+        assert!(!lock.contains("/lock/sign") && !lock.contains("<form"), "{lock}");
+        assert!(lock.contains("id=\"lock-cannot-sign\""), "{lock}");
+    }
+
+    #[test]
+    fn locked_out_names_the_command_that_fixes_it() {
+        let mut l = lock_on(true, false);
+        l["LastError"] = json!("sync/offer: <b>502</b>");
+        let lock = lock_html(&with_lock(l));
+        assert!(lock.contains("badge bad\">locked out"), "{lock}");
+        assert!(lock.contains("<b>This router is locked out.</b>"), "{lock}");
+        assert!(
+            lock.contains(&format!(
+                "<code id=\"lock-sign-command\">tailscale lock sign {} {OUR_LOCK_KEY}</code>",
+                key(0x01)
+            )),
+            "{lock}"
+        );
+        assert!(lock.contains("<span class=\"bad\">not signed</span>"), "{lock}");
+        assert!(lock.contains("sync/offer: &lt;b&gt;502&lt;/b&gt;"), "{lock}");
+        // Signed: no locked-out note.
+        assert!(!lock_html(&with_lock(lock_on(true, true))).contains("lock-sign-command"));
+    }
+
+    #[test]
+    fn lock_section_escapes_what_the_netmap_says() {
+        let mut l = lock_on(true, true);
+        l["FilteredPeers"][0]["TailscaleIPs"] = json!(["<script>alert(1)</script>"]);
+        l["FilteredPeers"][0]["NodeKey"] = json!("nodekey:\"><script>x</script>");
+        l["TrustedKeys"][0]["Public"] = json!("tlpub:<i>");
+        l["FilteredCounts"] = json!({"<u>new reason</u>": 1});
+        l["Head"] = json!("<hr>");
+        let lock = lock_html(&with_lock(l));
+        let name = "evil&lt;img src=x onerror=alert(1)&gt;.tailnet.test.";
+        assert!(lock.contains(&format!("<b>{name}</b>")), "{lock}");
+        assert!(lock.contains(&format!("data-confirm=\"Sign {name}?")), "{lock}");
+        assert!(lock.contains("value=\"nodekey:&quot;&gt;&lt;script&gt;x&lt;/script&gt;\""), "{lock}");
+        for raw in ["<img", "<script", "<i>", "<u>", "<hr>"] {
+            assert!(!lock.contains(raw), "{raw} unescaped: {lock}");
+        }
     }
 
     #[test]
