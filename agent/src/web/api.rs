@@ -15,6 +15,13 @@
 //!   has for us. `mappingVariesByDestIP` and the other `clientSupports` values are null: we do
 //!   not measure them. Nothing is made up.
 //! - `user`, `tags`, `isExternal`, `updateAvailable` are left out (not known to the node).
+//! - `tailnetLockKey` and `tailnetLockError` are newer than the seed's copy of the object; we
+//!   give them as the current API does, in the default field set. `tailnetLockKey` is our
+//!   tailnet-lock public key in its wire form, `nlpub:<hex>` (the hosted API marshals the key as
+//!   Go's `key.NLPublic` does; `lock status` and the page show the same key as `tlpub:<hex>`, and
+//!   `tailscale lock sign` takes either), present whether or not lock is on. `tailnetLockError`
+//!   is empty when all is well, else why tailnet lock keeps this node out: tailscale's
+//!   locked-out message while our own signature fails, or the last failed sync with control.
 
 use serde_json::{json, Value};
 
@@ -76,6 +83,10 @@ pub struct DeviceSource {
     pub derp: String,
     /// The datapath's status, `None` while it is not running.
     pub engine: Option<EngineStatus>,
+    /// `nlpub:…` of our tailnet-lock key, if we have one.
+    pub tailnet_lock_key: Option<String>,
+    /// Why tailnet lock keeps us out, empty if it does not (see the module docs).
+    pub tailnet_lock_error: String,
 }
 
 /// `GET /api/v2/device/self`.
@@ -102,6 +113,8 @@ pub fn device(src: &DeviceSource, fields: Fields) -> Value {
         "machineKey": src.machine_key.clone().unwrap_or_default(),
         "nodeKey": node.map(|n| n.key.to_string()).or_else(|| src.node_key.clone()).unwrap_or_default(),
         "blocksIncomingConnections": false,
+        "tailnetLockKey": src.tailnet_lock_key.clone().unwrap_or_default(),
+        "tailnetLockError": src.tailnet_lock_error,
     });
     if fields.all {
         let routes = routes(src);
@@ -125,6 +138,15 @@ pub fn device(src: &DeviceSource, fields: Fields) -> Value {
         });
     }
     v
+}
+
+/// `tailnetLockError`: tailscale's locked-out message while lock is on and our own signature
+/// fails (`self_signed` is `Some(false)`), else the last failed sync, else empty.
+pub fn tailnet_lock_error(enabled: bool, self_signed: Option<bool>, last_error: Option<&str>) -> String {
+    if enabled && self_signed == Some(false) {
+        return crate::tka::LOCKED_OUT_MESSAGE.to_string();
+    }
+    last_error.unwrap_or_default().to_string()
 }
 
 /// `clientConnectivity.latency`: region name (its code if the map gives no name) ->
@@ -204,6 +226,9 @@ mod tests {
     /// Fields the seed shows that a node cannot know about itself (see the module docs).
     const NOT_KNOWN_TO_THE_NODE: [&str; 3] = ["user", "isExternal", "updateAvailable"];
     const GROUPS_ONLY_IN_ALL: [&str; 3] = ["enabledRoutes", "advertisedRoutes", "clientConnectivity"];
+    /// Fields of the current API's device object that the seed's older copy lacks (strings both).
+    const NEWER_THAN_THE_SEED: [&str; 2] = ["tailnetLockError", "tailnetLockKey"];
+    const LOCK_KEY_HEX: &str = "5f2c1e0d9a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f3021120304ff";
 
     fn source() -> DeviceSource {
         let node = Node {
@@ -238,6 +263,8 @@ mod tests {
             now: "2026-11-26T09:00:00Z".into(),
             derp: "rig".into(),
             engine: None,
+            tailnet_lock_key: Some(format!("nlpub:{LOCK_KEY_HEX}")),
+            tailnet_lock_error: String::new(),
         }
     }
 
@@ -307,9 +334,16 @@ mod tests {
         let mut expected: Vec<String> =
             keys(&seed).into_iter().filter(|k| !NOT_KNOWN_TO_THE_NODE.contains(&k.as_str())).collect();
         expected.push("nodeId".into());
+        expected.extend(NEWER_THAN_THE_SEED.iter().map(|k| k.to_string()));
         expected.sort();
         assert_eq!(keys(&ours), expected);
         assert_same_kind("", &seed, &ours);
+        for field in NEWER_THAN_THE_SEED {
+            assert!(seed.get(field).is_none(), "the seed's copy has {field}: check it against the seed");
+            assert!(ours[field].is_string(), "{field} is a string in the current API");
+        }
+        assert_eq!(ours["tailnetLockKey"], format!("nlpub:{LOCK_KEY_HEX}"));
+        assert_eq!(ours["tailnetLockError"], "");
         assert_eq!(keys(&ours["clientConnectivity"]), keys(&seed["clientConnectivity"]));
         assert_eq!(
             keys(&ours["clientConnectivity"]["clientSupports"]),
@@ -386,8 +420,32 @@ mod tests {
             assert!(seed.get(group).is_some(), "the fixture has {group}");
             assert!(ours.get(group).is_none(), "default must leave out {group}");
         }
+        for field in NEWER_THAN_THE_SEED {
+            assert!(ours[field].is_string(), "default has {field}, as the current API does");
+        }
         let all = device(&source(), Fields::parse(Some("default,all")).unwrap());
         assert_eq!(keys(&all).len(), keys(&ours).len() + GROUPS_ONLY_IN_ALL.len());
+    }
+
+    #[test]
+    fn tailnet_lock_fields() {
+        // Our key in the wire form, the same 32 bytes `lock status` shows as tlpub:.
+        let key = tinytail_core::key::NlPublic::parse(&format!("tlpub:{LOCK_KEY_HEX}")).unwrap();
+        assert_eq!(key.to_string(), format!("nlpub:{LOCK_KEY_HEX}"));
+        // Fine: empty, whether lock is on or off.
+        assert_eq!(tailnet_lock_error(false, None, None), "");
+        assert_eq!(tailnet_lock_error(true, Some(true), None), "");
+        // Locked out: tailscale's message, ahead of any sync error.
+        let locked_out = tailnet_lock_error(true, Some(false), Some("sync/offer: 500"));
+        assert_eq!(locked_out, crate::tka::LOCKED_OUT_MESSAGE);
+        // A failed sync, with or without lock on here (a failed bootstrap leaves it off).
+        assert_eq!(tailnet_lock_error(true, Some(true), Some("sync/offer: 500")), "sync/offer: 500");
+        assert_eq!(tailnet_lock_error(false, None, Some("bootstrap: no genesis")), "bootstrap: no genesis");
+        let src = DeviceSource { tailnet_lock_error: locked_out.clone(), ..source() };
+        assert_eq!(device(&src, Fields { all: false })["tailnetLockError"], locked_out);
+        // No key yet (logged out, first run): the field is there, empty.
+        let src = DeviceSource { tailnet_lock_key: None, ..source() };
+        assert_eq!(device(&src, Fields { all: false })["tailnetLockKey"], "");
     }
 
     #[test]
