@@ -588,7 +588,11 @@ mod tests {
 
     fn genesis() -> Vec<u8> {
         let keys = [(NlPublic(verify::public_of(&SEED_A)), 1)];
-        signed(&SEED_A, None, &Change::Checkpoint { keys: &keys, disablement_values: &[[1; 32]], state_id1: 5, state_id2: 6 })
+        signed(
+            &SEED_A,
+            None,
+            &Change::Checkpoint { keys: &keys, disablement_values: &[[1; 32]], state_id1: 5, state_id2: 6 },
+        )
     }
 
     fn node(id: i64, key: u8, signature: &[u8]) -> Node {
@@ -694,7 +698,10 @@ mod tests {
         let status = lock.status_json(&netmap, Some(NlPublic(verify::public_of(&SEED_A))));
         assert_eq!(status["Enabled"], true);
         assert_eq!(status["FilteredPeers"].as_array().map(Vec::len), Some(2));
-        assert_eq!(status["TrustedKeys"][0]["Public"], NlPublic(verify::public_of(&SEED_A)).cli().to_string());
+        assert_eq!(
+            status["TrustedKeys"][0]["Public"],
+            NlPublic(verify::public_of(&SEED_A)).cli().to_string()
+        );
         let text = lock.status_text(&netmap, Some(NlPublic(verify::public_of(&SEED_A))));
         assert!(text.contains("This node is accessible under Tailnet Lock"), "{text}");
         assert!(text.contains("(self)") && text.contains("n3.ts.net."), "{text}");

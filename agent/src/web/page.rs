@@ -143,16 +143,16 @@ pub fn state_summary(s: &Value) -> (bool, String) {
     let connected = s["Control"]["Connected"].as_bool() == Some(true);
     let last_error = s["Control"]["LastError"].as_str().unwrap_or("");
     let down_since = s["Control"]["DownSince"].as_str();
+    // Connected but locked out is not online: other locked nodes drop us.
+    let lock = &s["TailnetLock"];
+    if lock["Enabled"] == true && lock["NodeKeySigned"] == false && !s["Self"].is_null() {
+        return (false, "Locked out: tailnet lock is on and this node's key is not signed.".into());
+    }
     if backend == "Running" && connected {
         return (true, format!("Connected to {}.", s["LoginServer"].as_str().unwrap_or("control")));
     }
     if s["Self"]["Expired"] == true {
         return (false, "This node's key has expired: log in again below.".into());
-    }
-    if let Some(tka) = s["TKA"].as_object() {
-        if tka.get("disabled") != Some(&Value::Bool(true)) && s["Self"]["HasKeySignature"] == false {
-            return (false, "Locked out: tailnet lock is on and this node's key is not signed.".into());
-        }
     }
     let why = match backend {
         "NeedsLogin" if s["AuthURL"].as_str().is_some_and(|u| !u.is_empty()) => {
@@ -1043,9 +1043,13 @@ mod tests {
         s["BackendState"] = json!("NeedsLogin");
         assert!(state_summary(&s).1.contains("expired"));
         let mut s = running();
-        s["Control"]["Connected"] = json!(false);
-        s["TKA"] = json!({"head": "x", "disabled": false});
-        assert!(state_summary(&s).1.contains("Locked out"));
+        s["TailnetLock"] = json!({"Enabled": true, "NodeKeySigned": false});
+        assert_eq!(
+            state_summary(&s),
+            (false, "Locked out: tailnet lock is on and this node's key is not signed.".into())
+        );
+        s["TailnetLock"]["NodeKeySigned"] = json!(true);
+        assert!(state_summary(&s).0, "signed under lock is online");
     }
 
     const OUR_LOCK_KEY: &str = "tlpub:1111111111111111111111111111111111111111111111111111111111111111";
