@@ -1,12 +1,18 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
+	"fmt"
+	"log"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"tailscale.com/tka"
+	"tailscale.com/types/key"
 )
 
 // debugNode is one entry of GET /debug/nodes.
@@ -98,4 +104,146 @@ func (s *server) serveDebugTKA(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, out)
+}
+
+// maxGrowAUMs caps POST /debug/tka/grow at what tka can still open: tka.Open (ours after every
+// sync/send, a node's after bootstrap) walks from the head to the genesis in at most
+// maxScanIterations (2000) steps, so a longer chain would leave lock on but unusable.
+const maxGrowAUMs = 2000
+
+// debugGrow is the reply of POST /debug/tka/grow.
+type debugGrow struct {
+	Head string `json:"head"` // base32, as TKAInfo.Head
+	AUMs int    `json:"aums"`
+	// DisablementSecret turns the lock off again (`lock disable SECRET`); test-only, like the
+	// endpoint.
+	DisablementSecret string `json:"disablement_secret"`
+}
+
+// serveDebugTKAGrow is POST /debug/tka/grow?aums=N (test-only, for bench/tka.sh): with lock off,
+// testctl turns lock on by itself with a chain of N AUMs: a genesis checkpoint trusting a key
+// of its own and every registered node's tailnet-lock key, then N-1 AUMs signed by its key
+// (alternating AddKey and RemoveKey of throwaway keys, the checkpoints tka's UpdateBuilder puts
+// in every 50 AUMs, NoOps to make the count exact). Every node's key gets a Direct signature by
+// testctl's key, with the node's tailnet-lock key as rotation key, and every node is told.
+func (s *server) serveDebugTKAGrow(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(r.URL.Query().Get("aums"))
+	if err != nil || n < 1 || n > maxGrowAUMs {
+		httpError(w, r, http.StatusBadRequest, "grow: aums must be a number from 1 to %d", maxGrowAUMs)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.authority != nil {
+		httpError(w, r, http.StatusConflict, "tailnet lock is already enabled")
+		return
+	}
+	res, code, err := s.growLocked(n)
+	if err != nil {
+		httpError(w, r, code, "grow: %v", err)
+		return
+	}
+	writeJSON(w, res)
+}
+
+// growLocked builds the chain and turns lock on (see serveDebugTKAGrow); the status code goes
+// with the error.
+func (s *server) growLocked(n int) (debugGrow, int, error) {
+	signer := key.NewNLPrivate()
+	keys := []tka.Key{{Kind: tka.Key25519, Votes: 1, Public: signer.Public().Verifier()}}
+	seen := map[key.NLPublic]bool{signer.Public(): true}
+	for _, nd := range s.nodes {
+		if nd.nlKey.IsZero() || seen[nd.nlKey] {
+			continue
+		}
+		seen[nd.nlKey] = true
+		keys = append(keys, tka.Key{Kind: tka.Key25519, Votes: 1, Public: nd.nlKey.Verifier()})
+	}
+	// One slot stays free for the throwaway key (tka's maxKeys is 512).
+	if len(keys) > 511 {
+		return debugGrow{}, http.StatusBadRequest, fmt.Errorf("%d tailnet-lock keys, at most 511", len(keys))
+	}
+	secret := make([]byte, 32)
+	var ids [16]byte
+	rand.Read(secret)
+	rand.Read(ids[:])
+	chonk := tka.ChonkMem()
+	a, _, err := tka.Create(chonk, tka.State{
+		Keys:              keys,
+		DisablementValues: [][]byte{tka.DisablementKDF(secret)},
+		StateID1:          binary.LittleEndian.Uint64(ids[:8]),
+		StateID2:          binary.LittleEndian.Uint64(ids[8:]),
+	}, signer)
+	if err != nil {
+		return debugGrow{}, http.StatusInternalServerError, fmt.Errorf("genesis: %v", err)
+	}
+	var throwaway *tka.Key // added and not yet removed
+	for count := 1; count < n; {
+		left := n - count
+		var aums []tka.AUM
+		switch {
+		case throwaway != nil: // left >= 2 here: the add needed 4
+			up := a.NewUpdater(signer)
+			id, _ := throwaway.ID()
+			if err := up.RemoveKey(id); err != nil {
+				return debugGrow{}, http.StatusInternalServerError, fmt.Errorf("AUM %d: %v", count, err)
+			}
+			if aums, err = up.Finalize(chonk); err != nil {
+				return debugGrow{}, http.StatusInternalServerError, fmt.Errorf("AUM %d: %v", count, err)
+			}
+			throwaway = nil
+		case left >= 4: // add (maybe + checkpoint), then remove (maybe + checkpoint)
+			k := tka.Key{Kind: tka.Key25519, Votes: 1, Public: key.NewNLPrivate().Public().Verifier()}
+			up := a.NewUpdater(signer)
+			if err := up.AddKey(k); err != nil {
+				return debugGrow{}, http.StatusInternalServerError, fmt.Errorf("AUM %d: %v", count, err)
+			}
+			if aums, err = up.Finalize(chonk); err != nil {
+				return debugGrow{}, http.StatusInternalServerError, fmt.Errorf("AUM %d: %v", count, err)
+			}
+			throwaway = &k
+		default: // the last one to three: NoOps, which UpdateBuilder has no method for
+			head := a.Head()
+			noop := tka.AUM{MessageKind: tka.AUMNoOp, PrevAUMHash: head[:]}
+			sigs, err := signer.SignAUM(noop.SigHash())
+			if err != nil {
+				return debugGrow{}, http.StatusInternalServerError, fmt.Errorf("AUM %d: %v", count, err)
+			}
+			noop.Signatures = sigs
+			aums = []tka.AUM{noop}
+		}
+		if err := a.Inform(chonk, aums); err != nil {
+			return debugGrow{}, http.StatusInternalServerError, fmt.Errorf("AUM %d: %v", count, err)
+		}
+		count += len(aums)
+	}
+	// Every node signed by testctl's key: lock turns on with nobody locked out.
+	sigs := map[*node][]byte{}
+	for _, nd := range s.nodes {
+		pub, err := nd.key.MarshalBinary()
+		if err != nil {
+			return debugGrow{}, http.StatusInternalServerError, fmt.Errorf("node %d: %v", nd.id, err)
+		}
+		nks := tka.NodeKeySignature{SigKind: tka.SigDirect, KeyID: signer.KeyID(), Pubkey: pub}
+		if !nd.nlKey.IsZero() {
+			nks.WrappingPubkey = nd.nlKey.Verifier()
+		}
+		if nks.Signature, err = signer.SignNKS(nks.SigHash()); err != nil {
+			return debugGrow{}, http.StatusInternalServerError, fmt.Errorf("signing node %d: %v", nd.id, err)
+		}
+		sig := nks.Serialize()
+		if err := a.NodeKeyAuthorized(nd.key, sig); err != nil {
+			return debugGrow{}, http.StatusInternalServerError, fmt.Errorf("node %d's signature: %v", nd.id, err)
+		}
+		sigs[nd] = sig
+	}
+	s.chonk, s.authority = chonk, a
+	s.pendingChonk, s.pendingAuthority = nil, nil
+	s.disablementSecret = nil
+	for nd, sig := range sigs {
+		nd.keySig = sig
+	}
+	log.Printf("tka: lock enabled by /debug/tka/grow, head %s, %d AUMs, %d keys, %d nodes signed", a.Head(), n, len(keys), len(sigs))
+	s.notifyLocked()
+	return debugGrow{Head: a.Head().String(), AUMs: n, DisablementSecret: "disablement-secret:" + fmt.Sprintf("%X", secret)}, http.StatusOK, nil
 }

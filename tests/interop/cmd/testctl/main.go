@@ -21,6 +21,7 @@
 //
 //	GET /debug/nodes  JSON list of nodes (see debugNode)
 //	GET /debug/tka    JSON tailnet lock state (see debugTKA)
+//	POST /debug/tka/grow?aums=N  turn lock on with an N-AUM chain of testctl's own (bench/tka.sh)
 //
 // Usage:
 //
@@ -62,6 +63,7 @@ func main() {
 	mux.HandleFunc("/ts2021", s.serveNoiseUpgrade)
 	mux.HandleFunc("GET /debug/nodes", s.serveDebugNodes)
 	mux.HandleFunc("GET /debug/tka", s.serveDebugTKA)
+	mux.HandleFunc("POST /debug/tka/grow", s.serveDebugTKAGrow)
 	if *tlsCert != "" {
 		if *derpHost != "" {
 			addr := ln.Addr().(*net.TCPAddr)

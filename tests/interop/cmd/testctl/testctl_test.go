@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -366,5 +367,136 @@ func TestRotationAndLogout(t *testing.T) {
 	code, body = call(t, s, b.mkey, "POST", "/machine/register", tailcfg.RegisterRequest{Version: 141, NodeKey: newKey.Public()})
 	if code != 200 || !strings.Contains(string(body), "invalid auth key") {
 		t.Fatalf("re-register without a key after logout: %d %s", code, body)
+	}
+}
+
+// grow calls POST /debug/tka/grow?aums=AUMS (the admin HTTP, outside Noise).
+func grow(t *testing.T, s *server, aums string) (int, []byte) {
+	t.Helper()
+	req := httptest.NewRequest("POST", "https://unused/debug/tka/grow?aums="+aums, nil)
+	rec := httptest.NewRecorder()
+	recoverer(http.HandlerFunc(s.serveDebugTKAGrow)).ServeHTTP(rec, req)
+	return rec.Code, rec.Body.Bytes()
+}
+
+// POST /debug/tka/grow: lock on with exactly N AUMs of testctl's own, every node trusted and
+// signed, a chain a node syncs from its genesis; bad N and lock already on are 4xx.
+func TestGrow(t *testing.T) {
+	s := newServer("", "tail1234.ts.net")
+	a, b := newTestNode(), newTestNode()
+	register(t, s, a, "a")
+	register(t, s, b, "b")
+	for _, bad := range []string{"", "0", "-1", "x", "1e3", "2001", "99999999999999999999999", "1%00"} {
+		if code, body := grow(t, s, bad); code != http.StatusBadRequest {
+			t.Errorf("grow?aums=%q: %d %s", bad, code, body)
+		}
+	}
+	if s.authority != nil {
+		t.Fatal("a bad grow turned lock on")
+	}
+
+	code, body := grow(t, s, "1000")
+	mustOK(t, "grow", code, body)
+	var res debugGrow
+	if err := json.Unmarshal(body, &res); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := s.chonk.AllAUMs()
+	if res.AUMs != 1000 || len(all) != 1000 || res.Head != s.authority.Head().String() {
+		t.Fatalf("grow: %s; chonk has %d AUMs, head %s", body, len(all), s.authority.Head())
+	}
+	if len(s.authority.Keys()) != 3 {
+		t.Fatalf("grow: %d trusted keys, want testctl's, a's and b's", len(s.authority.Keys()))
+	}
+	for _, n := range []testNode{a, b} {
+		if !s.authority.KeyTrusted(n.nl.KeyID()) {
+			t.Fatal("a node's tailnet-lock key is not trusted")
+		}
+		m := s.testMap(t, n)
+		if m.TKAInfo == nil || m.TKAInfo.Head != res.Head {
+			t.Fatalf("map after grow: %+v", m.TKAInfo)
+		}
+		if err := s.authority.NodeKeyAuthorized(n.nk.Public(), m.Node.KeySignature); err != nil {
+			t.Fatalf("node signature: %v", err)
+		}
+		// The node's own key is its rotation key.
+		newKey := key.NewNode()
+		resigned, err := tka.ResignNKS(n.nl, newKey.Public(), m.Node.KeySignature)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.authority.NodeKeyAuthorized(newKey.Public(), resigned); err != nil {
+			t.Fatalf("rotation signature: %v", err)
+		}
+	}
+	var secret []byte
+	if _, err := fmt.Sscanf(res.DisablementSecret, "disablement-secret:%X", &secret); err != nil || !s.authority.ValidDisablement(secret) {
+		t.Fatalf("disablement secret %q does not disable (%v)", res.DisablementSecret, err)
+	}
+
+	// What a node does: bootstrap from the genesis, then sync/offer from it, and Inform.
+	code, body = call(t, s, b.mkey, "GET", "/machine/tka/bootstrap", tailcfg.TKABootstrapRequest{Version: 141, NodeKey: b.nk.Public()})
+	mustOK(t, "bootstrap", code, body)
+	var boot tailcfg.TKABootstrapResponse
+	json.Unmarshal(body, &boot)
+	var genesis tka.AUM
+	if err := genesis.Unserialize(boot.GenesisAUM); err != nil {
+		t.Fatal(err)
+	}
+	chonk := tka.ChonkMem()
+	node, err := tka.Bootstrap(chonk, genesis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer, _ := node.SyncOffer(chonk)
+	head, ancestors, _ := tka.FromSyncOffer(offer)
+	code, body = call(t, s, b.mkey, "GET", "/machine/tka/sync/offer", tailcfg.TKASyncOfferRequest{
+		Version: 141, NodeKey: b.nk.Public(), Head: head, Ancestors: ancestors})
+	mustOK(t, "sync/offer", code, body)
+	var synced tailcfg.TKASyncOfferResponse
+	json.Unmarshal(body, &synced)
+	aums := make([]tka.AUM, len(synced.MissingAUMs))
+	for i, m := range synced.MissingAUMs {
+		if err := aums[i].Unserialize(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := node.Inform(chonk, aums); err != nil {
+		t.Fatalf("node informs %d AUMs: %v", len(aums), err)
+	}
+	if len(aums) != 999 || node.Head().String() != res.Head {
+		t.Fatalf("node synced %d AUMs to %s, want 999 to %s", len(aums), node.Head(), res.Head)
+	}
+
+	if code, body := grow(t, s, "10"); code != http.StatusConflict {
+		t.Fatalf("grow with lock on: %d %s", code, body)
+	}
+	if s.authority.Head().String() != res.Head {
+		t.Fatal("a refused grow changed the head")
+	}
+
+	// At the cap the chain still opens, as it must after every sync/send.
+	s = newServer("", "tail1234.ts.net")
+	code, body = grow(t, s, fmt.Sprint(maxGrowAUMs))
+	mustOK(t, "grow at the cap", code, body)
+	s.mu.Lock()
+	err = s.reopenLocked()
+	s.mu.Unlock()
+	if err != nil {
+		t.Fatalf("reopening a %d-AUM chain: %v", maxGrowAUMs, err)
+	}
+
+	// Exact counts around the ends and the checkpoints, with and without nodes.
+	for _, n := range []int{1, 2, 3, 4, 5, 6, 49, 50, 51, 52, 53, 54, 101, 102, 103} {
+		s := newServer("", "tail1234.ts.net")
+		if n%2 == 0 {
+			register(t, s, newTestNode(), "x")
+		}
+		code, body := grow(t, s, fmt.Sprint(n))
+		mustOK(t, fmt.Sprint("grow ", n), code, body)
+		all, _ := s.chonk.AllAUMs()
+		if len(all) != n || len(s.authority.Keys()) != 1+(1-n%2) {
+			t.Errorf("grow?aums=%d: %d AUMs, %d keys", n, len(all), len(s.authority.Keys()))
+		}
 	}
 }
