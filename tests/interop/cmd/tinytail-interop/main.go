@@ -36,6 +36,8 @@ func main() {
 		runTKAVectors(os.Args[2:])
 	case "tka-verify":
 		runTKAVerify(os.Args[2:])
+	case "tka-filter-bench":
+		runTKAFilterBench(os.Args[2:])
 	case "noise-vector":
 		runNoiseVector(os.Args[2:])
 	case "stun-vector":
