@@ -1,6 +1,7 @@
 //! Tailnet-lock timing: verifying a chain of 1000 AUMs from genesis (decode, re-encode, hash,
-//! ZIP-215 signature check, apply), and one signature check of each kind. A benchmark, not a
-//! test: it prints numbers and asserts only that the work succeeded.
+//! ZIP-215 signature check, apply), one signature check of each kind, and filtering a 1000-peer
+//! netmap (every peer Direct-signed; and every peer unsigned). A benchmark, not a test: it prints
+//! numbers and asserts only that the work succeeded.
 //!
 //! `cargo run --release -p tinytail-core --example tka_bench --features std`
 
@@ -8,11 +9,13 @@ use std::time::Instant;
 
 use tinytail_core::key::{NlPublic, NodePublic};
 use tinytail_core::tka::aum::build::{self, Change};
+use tinytail_core::tka::filter::{filter_peers, Peer, PeerVerdict};
 use tinytail_core::tka::sig::{self, node_key_authorized};
 use tinytail_core::tka::store::MemoryStore;
 use tinytail_core::tka::{verify, Aum, Authority};
 
 const CHAIN: usize = 1000;
+const PEERS: usize = 1000;
 
 fn seed(n: u8) -> [u8; 32] {
     [n; 32]
@@ -104,4 +107,51 @@ fn main() {
     let n = sig::build::rotation(&mut buf, &seed(7), &node2, &direct).expect("rotation");
     let rotation = buf[..n].to_vec();
     per("node_key_rotation", &|| node_key_authorized(&state, &node2, &rotation).is_ok());
+
+    // A 1000-peer netmap under lock, as the agent filters it on every map update: each peer with
+    // its own Direct signature by a trusted key (and its own rotation key, as control asks for),
+    // then the same peers unsigned. Best of 5.
+    let self_key = NodePublic([5; 32]);
+    let n = sig::build::direct(&mut buf, &a, &self_key, None).expect("direct");
+    let self_sig = buf[..n].to_vec();
+    let peer_keys: Vec<NodePublic> = (0..PEERS)
+        .map(|i| {
+            let mut k = [0u8; 32];
+            k[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            k[31] = 0x40;
+            NodePublic(k)
+        })
+        .collect();
+    let peer_sigs: Vec<Vec<u8>> = peer_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let rotation = NlPublic(verify::public_of(&[(i % 251) as u8 + 1; 32]));
+            let n = sig::build::direct(&mut buf, if i % 2 == 0 { &a } else { &b }, k, Some(&rotation))
+                .expect("direct");
+            buf[..n].to_vec()
+        })
+        .collect();
+    let filter = |name: &str, peers: &[Peer<'_>], want: PeerVerdict| {
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let start = Instant::now();
+            let result = filter_peers(&state, &self_key, &self_sig, peers).expect("filter");
+            best = best.min(start.elapsed().as_secs_f64());
+            assert!(!result.self_locked_out);
+            assert!(result.verdicts.iter().all(|v| *v == want), "{name}: {:?}", &result.verdicts[..3]);
+        }
+        println!("{name}_ms {:.2}", best * 1e3);
+    };
+    let signed: Vec<Peer<'_>> = peer_keys
+        .iter()
+        .zip(&peer_sigs)
+        .map(|(k, s)| Peer { node_key: *k, key_signature: s, unsigned_peer_api_only: false })
+        .collect();
+    filter("filter_1000_peers", &signed, PeerVerdict::Authorized);
+    let unsigned: Vec<Peer<'_>> = peer_keys
+        .iter()
+        .map(|k| Peer { node_key: *k, key_signature: &[], unsigned_peer_api_only: false })
+        .collect();
+    filter("filter_1000_unsigned", &unsigned, PeerVerdict::Unsigned);
 }
