@@ -55,13 +55,16 @@ pub(crate) async fn sync_if_needed(agent: &Agent, session: &Session) {
         return;
     }
     let result = sync(agent, session).await;
-    {
+    let repeated = {
         let mut s = agent.lock();
+        let repeated = result.is_err() && s.tka.last_error == result.as_ref().err().cloned();
         s.tka.last_error = result.as_ref().err().cloned();
         let shared = &mut *s;
         shared.tka.filter(&shared.netmap);
-    }
-    if let Err(e) = result {
+        repeated
+    };
+    // Every map message retries a failing sync: log a failure once, not once per message.
+    if let (Err(e), false) = (&result, repeated) {
         log(&format!("tailnet lock: sync: {e}"));
     }
     agent.notify();
@@ -309,7 +312,7 @@ fn signed_aum(
 /// `lock add` / `lock remove`: AUMs on top of our head, sent with `sync/send` (Interactive).
 /// As in tailscale they are not applied here: the next sync brings them back verified.
 async fn modify(agent: &Agent, add: &[String], remove: &[NlPublic]) -> Result<Reply, String> {
-    let adds = if add.is_empty() { Vec::new() } else { parse_keys(add)? };
+    let adds = if add.is_empty() && !remove.is_empty() { Vec::new() } else { parse_keys(add)? };
     let (session, node_key, seed) = trusted_seed(agent)?;
     let (mut head, trusted) = {
         let s = agent.lock();

@@ -1,67 +1,117 @@
 #!/usr/bin/env bash
-# End-to-end proof of issue #14 (tailnet lock), tailscaled part: our test control with tailnet lock
-# (tests/interop/cmd/testctl, HTTPS + DERP on the rig's control host) and three real tailscaled
-# nodes A, B and C (own namespaces on the WAN bridge, 198.18.0.21-23) driven with the pinned
-# `tailscale lock` CLI. Each check prints what it verified; the first failure stops the run with
-# a non-zero exit. tinytail's part (it as a signing and enforcing node) comes later; TINYTAIL_BIN
-# is taken already so the test command passes it the same way as to the other stages.
+# End-to-end proof of issue #14 (tailnet lock): our test control with tailnet lock
+# (tests/interop/cmd/testctl, HTTPS + DERP on the rig's control host), tinytail as the subnet
+# router (LAN 192.0.2.0/24 behind it) and real tailscaled nodes A-E (own namespaces on the WAN
+# bridge, 198.18.0.21-25) driven with the pinned `tailscale lock` CLI. Each check prints what it
+# verified; the first failure stops the run with a non-zero exit.
 #
-#   tests/e2e/lock.sh           (root)
+#   tests/e2e/lock.sh           (root; builds tinytail in debug unless TINYTAIL_BIN is set)
 #
-# Checks, in order:
-#   1  before init, `tailscale lock log` on A exits non-zero with "Tailnet Lock is not enabled"
-#   2  A and B joined: `lock init --gen-disablements 2 --confirm TLPUB_A TLPUB_B` on A prints two
-#      disablement secrets (kept in $RIG_DIR, 0600, for step 5); A and B show ENABLED and this node
-#      accessible (signed); testctl's signatures verify; A pings B (ICMP over the tailnet)
-#   3  C joins unsigned: A lists C among the locked-out nodes and cannot reach C; C shows itself
-#      LOCKED OUT; once no node has changed for 3 s (testctl's quiet_ms), `lock sign NODEKEY_C` on
-#      A: A reaches C within 5 s (so the sign itself sent the map update)
-#   4  `lock add TLPUB_C` on A: B sees 3 trusted keys; `lock remove --re-sign=false TLPUB_C`: back
-#      to 2 on B; `lock log --json` on A and B give the same AUM hashes (genesis, add, remove), the newest being testctl's head
-#   5  `lock disable` with a wrong secret fails and changes nothing; with a secret from init: A and
-#      B show NOT enabled within 10 s, and testctl sends Disabled
+# Checks, in order (numbers are the issue's proofs):
+#   1  before init, `lock log` exits 1 with "Tailnet Lock is not enabled" on A (tailscale) and
+#      on tinytail
+#   2  `tailscale lock init --gen-disablements 2 --confirm` on A trusting A, B and tinytail: two
+#      disablement secrets (kept in $RIG_DIR, 0600); A, B and tinytail show ENABLED and signed;
+#      tinytail's `lock status --json`: the three keys with their votes, its own among them, the
+#      head testctl has; A reaches the LAN host through tinytail
+#   3  C joins unsigned: tinytail lists it as locked out (lock status, FilteredCounts.Unsigned);
+#      C's pings to the LAN host and to tinytail's 100.x get nothing, and tinytail counts C's
+#      handshakes as UnknownPeer drops; once the tailnet is quiet, `tinytail lock sign NODEKEY_C
+#      TLPUB_C`: C reaches the LAN host within 5 s, and A reaches C
+#   4  `tinytail lock add TLPUB_C` seen by A; `tailscale lock remove --re-sign=false TLPUB_C` on A
+#      seen by tinytail; `lock log --json` on tinytail and A: the same hashes, in the same order;
+#      removing tinytail's key without re-signing cuts C (signed by it) off on A and tinytail,
+#      adding it back brings C back; `tinytail lock remove TLPUB_A` (re-signing by default): A,
+#      B and tinytail, signed by A's key at init, keep their connectivity
+#   7  restart (SIGTERM) and an unplugged power (SIGKILL right after a `lock add`): tinytail comes
+#      back with the lock state, catches up to testctl's head, and C still reaches the LAN
+#   6  D joins unsigned and is locked out; `tinytail lock disable` with a wrong secret is refused
+#      and changes nothing; with a secret from init, A, B and tinytail show NOT enabled and D
+#      reaches the LAN host; after a new init, E joins unsigned, `tinytail lock local-disable`
+#      lets E through tinytail while A still drops E, and a restart keeps it disabled here
+#   8  bad input: a malformed node key or tlpub, signing with no key, removing an unknown key:
+#      one-line errors, exit 1, head unchanged; no disablement secret or auth key in tinytail's
+#      log; `store info` lists the chain records without values
+# Not covered here: revoke-keys and signing pre-auth keys (not implemented by tinytail), the
+# web page's Sign button in a browser, a forged AUM from control (agent/src/tka.rs unit tests).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
 export RIG
 
+TT="$(source "$here/../rig/rig.sh"; rig_tinytail_bin lock)"
 pass() { printf 'lock: ok  %s\n' "$*"; }
-# Output is captured before grep -q looks at it: under pipefail, `cmd | grep -q` fails whenever
+# Output is captured before grep looks at it: under pipefail, `cmd | grep -q` fails whenever
 # grep's early exit makes cmd die of SIGPIPE.
 
 (
   source "$here/../rig/rig.sh"
   source "$here/../../bench/lib.sh" # bench_now
   rig_up
-  rig_testctl_start -auth-key "tskey-auth-rig$RIG"
+  authkey="tskey-auth-rig$RIG"
+  rig_testctl_start -auth-key "$authkey"
+  lan_host=192.0.2.10
 
-  # --- setup: nodes a, b, c on the WAN bridge --------------------------------------------------
+  # --- setup: tinytail on the router host, nodes a-e on the WAN bridge ----------------------
   n=21
-  for name in a b c; do
+  for name in a b c d e; do
     rig_add_ns "$name"
     rig_attach "$name" eth0 "p-$name" "198.18.0.$n/24"
     n=$((n + 1))
   done
   # up NAME: `tailscale up` to testctl with the right auth key (tailscaled NAME already running).
   up() {
-    rig_ts "$1" up --login-server="$TC_URL" --auth-key="tskey-auth-rig$RIG" --hostname="$1" \
-      --accept-dns=false --netfilter-mode=off --timeout=60s >/dev/null ||
+    rig_ts "$1" up --login-server="$TC_URL" --auth-key="$authkey" --hostname="$1" \
+      --accept-dns=false --netfilter-mode=off --accept-routes --timeout=60s >/dev/null ||
       rig_fail "tailscale up ($1) failed: $(tail -n 5 "$RIG_DIR/$1.log")"
   }
   join() { rig_tailscaled_start "$1" "$1"; up "$1"; }
   lock_json() { rig_ts "$1" lock status --json; }
+  lock_text() { rig_ts "$1" lock status; }
   tlpub() { lock_json "$1" | jq -r .PublicKey; }
   node_ip() { rig_ts "$1" ip -4; }
-  # can_ping FROM IP: one ICMP echo over the tailnet from FROM's namespace.
+  nodekey() { rig_ts "$1" status --json | jq -r .Self.PublicKey; }
+  # can_ping FROM IP: one ICMP echo from FROM's namespace.
   can_ping() { rig_exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1; }
+  # never_pings FROM IP: three echoes, none answered.
+  never_pings() { ! rig_exec "$1" ping -c 3 -i 0.3 -W 1 "$2" >/dev/null 2>&1; }
+  testctl_head() { rig_testctl /debug/tka | jq -r '.head // ""'; }
+  ntrusted() { lock_json "$1" | jq '.TrustedKeys | length'; }
 
+  tt_dir="$RIG_DIR/tinytail"
+  mkdir -p "$tt_dir"
+  tt_sock="$tt_dir/tinytail.sock"
+  tt() { rig_exec rtr "$TT" --socket "$tt_sock" "$@"; }
+  tt_start() {
+    rm -f "$tt_sock" # a SIGKILLed agent leaves its socket behind
+    rig_bg rtr tinytail env SSL_CERT_FILE="$RIG_CA" "$TT" run --state "$tt_dir/state.img" --socket "$tt_sock"
+    TT_PID="$RIG_LAST_PID"
+    rig_wait_for 10 "tinytail socket" test -S "$tt_sock" || rig_fail "tinytail run did not start"
+  }
+  tt_json() { tt lock status --json; }
+  tt_text() { tt lock status; }
+  tt_head() { tt_json | jq -r '.Head // ""'; }
+  tt_status() { tt status --json; }
+  tt_trusts() { tt_json | jq -e --arg k "$1" '[.TrustedKeys[]?.Public] | index($k)' >/dev/null; }
+  tt_filters() { tt_json | jq -e --arg k "$1" '[.FilteredPeers[]?.NodeKey] | index($k)' >/dev/null; }
+  tt_synced() { local h; h="$(testctl_head)"; [[ -n "$h" && "$(tt_head)" == "$h" ]]; }
+  # Sign only once no node has changed anything for 3 s: a node's own churn (a new hostinfo after
+  # joining) also sends everyone a map update, and would hide a sign that notified nobody.
+  quiet() { rig_testctl /debug/nodes | jq -e 'all(.[]; .quiet_ms > 3000)'; }
+
+  tt_start
+  tt up --login-server "$TC_URL" --auth-key "$authkey" --hostname router \
+    --advertise-routes 192.0.2.0/24 --timeout 60 >/dev/null || rig_fail "tinytail up failed"
+  tt_ip="$(tt ip -4)"
   join a
+  rig_wait_for 20 "A reaches the LAN host through tinytail" can_ping a "$lan_host" ||
+    rig_fail "setup: A cannot reach $lan_host through tinytail before lock"
   # A wrong auth key is refused (and says why).
   rig_tailscaled_start c c
   out="$(rig_ts c up --login-server="$TC_URL" --auth-key=tskey-auth-wrong --hostname=c \
     --accept-dns=false --netfilter-mode=off --timeout=20s 2>&1)" && rig_fail "a wrong auth key joined: $out"
   grep -q "invalid auth key" <<<"$out" || rig_fail "wrong auth key: unexpected error: $out"
-  pass "setup: a wrong auth key is refused: $(tail -n 1 <<<"$out")"
+  pass "setup: tinytail at $tt_ip routes the LAN for A; a wrong auth key is refused: $(tail -n 1 <<<"$out")"
 
   # --- 1: lock log before init ---------------------------------------------------------------
   rc=0
@@ -70,17 +120,23 @@ pass() { printf 'lock: ok  %s\n' "$*"; }
   [[ "$(cat "$RIG_DIR/log.err")" == "Tailnet Lock is not enabled" ]] ||
     rig_fail "1: lock log stderr: $(cat "$RIG_DIR/log.err")"
   [[ ! -s "$RIG_DIR/log.out" ]] || rig_fail "1: lock log stdout: $(cat "$RIG_DIR/log.out")"
-  pass "1: lock log exits $rc with 'Tailnet Lock is not enabled'"
+  rc=0
+  tt lock log >"$RIG_DIR/tt-log.out" 2>"$RIG_DIR/tt-log.err" || rc=$?
+  ((rc == 1)) && grep -q "Tailnet Lock is not enabled" "$RIG_DIR/tt-log.err" && [[ ! -s "$RIG_DIR/tt-log.out" ]] ||
+    rig_fail "1: tinytail lock log exited $rc: $(cat "$RIG_DIR/tt-log.out" "$RIG_DIR/tt-log.err")"
+  pass "1: lock log exits non-zero with 'Tailnet Lock is not enabled' on A and on tinytail"
 
-  # --- 2: init on A, trusting A and B ----------------------------------------------------------
+  # --- 2: init on A, trusting A, B and tinytail ------------------------------------------------
   join b
   tl_a="$(tlpub a)"
   tl_b="$(tlpub b)"
-  [[ "$tl_a" == tlpub:* && "$tl_b" == tlpub:* ]] || rig_fail "2: tlpubs: '$tl_a' '$tl_b'"
-  # testctl stored the keys the nodes registered with.
-  rig_testctl /debug/nodes | jq -e --arg a "$tl_a" --arg b "$tl_b" \
-    '[.[] | .nlkey] == [$a, $b]' >/dev/null || rig_fail "2: testctl's nlkeys: $(rig_testctl /debug/nodes)"
-  out="$(rig_ts a lock init --gen-disablements 2 --confirm "$tl_a" "$tl_b" 2>&1)" ||
+  tl_tt="$(tt_json | jq -r .PublicKey)"
+  [[ "$tl_a" == tlpub:* && "$tl_b" == tlpub:* && "$tl_tt" == tlpub:* ]] ||
+    rig_fail "2: tlpubs: '$tl_a' '$tl_b' '$tl_tt'"
+  # testctl stored the keys the nodes registered with (tinytail's as nlpub:, shown as tlpub:).
+  rig_testctl /debug/nodes | jq -e --arg a "$tl_a" --arg b "$tl_b" --arg t "$tl_tt" \
+    '[.[] | .nlkey] == [$t, $a, $b]' >/dev/null || rig_fail "2: testctl's nlkeys: $(rig_testctl /debug/nodes)"
+  out="$(rig_ts a lock init --gen-disablements 2 --confirm "$tl_a" "$tl_b" "$tl_tt" 2>&1)" ||
     rig_fail "2: lock init: $out"
   secrets="$RIG_DIR/disablement-secrets"
   (umask 077 && grep -oE 'disablement-secret:[0-9A-F]{64}' <<<"$out" >"$secrets") ||
@@ -89,88 +145,188 @@ pass() { printf 'lock: ok  %s\n' "$*"; }
     rig_fail "2: expected 2 secrets in a 0600 file: $(wc -l <"$secrets") lines, mode $(stat -c %a "$secrets")"
   grep -q "Initialization complete." <<<"$out" || rig_fail "2: lock init: $out"
   for node in a b; do
-    rig_wait_for 10 "$node: lock enabled and signed" bash -c \
-      "'$RIG_PEERS/tailscale' --socket='$RIG_DIR/$node/tailscaled.sock' lock status |
-       grep -q 'This node is accessible under Tailnet Lock'" ||
-      rig_fail "2: $node: $(rig_ts "$node" lock status)"
-    grep -qx "Tailnet Lock is ENABLED." <<<"$(rig_ts "$node" lock status)" || rig_fail "2: $node not ENABLED"
+    accessible() { grep -q 'This node is accessible under Tailnet Lock' <<<"$(lock_text "$1")"; }
+    rig_wait_for 10 "$node: lock enabled and signed" accessible "$node" || rig_fail "2: $node: $(lock_text "$node")"
+    grep -qx "Tailnet Lock is ENABLED." <<<"$(lock_text "$node")" || rig_fail "2: $node not ENABLED"
   done
-  rig_testctl /debug/tka | jq -e '.enabled and (.trusted_keys | length) == 2' >/dev/null ||
-    rig_fail "2: testctl /debug/tka: $(rig_testctl /debug/tka)"
+  rig_wait_for 10 "tinytail synced" tt_synced || rig_fail "2: tinytail head '$(tt_head)', testctl '$(testctl_head)'"
+  text="$(tt_text)"
+  grep -qx "Tailnet Lock is ENABLED." <<<"$text" && grep -q "This node is accessible under Tailnet Lock" <<<"$text" &&
+    grep -qP "^\t$tl_tt\t1\t\(self\)$" <<<"$text" || rig_fail "2: tinytail lock status: $text"
+  json="$(tt_json)"
+  jq -e --arg a "$tl_a" --arg b "$tl_b" --arg t "$tl_tt" '.Enabled and .NodeKeySigned and
+      ([.TrustedKeys[] | "\(.Public)/\(.Votes)"] | sort) == ([$a, $b, $t] | map(. + "/1") | sort)' \
+    <<<"$json" >/dev/null || rig_fail "2: tinytail lock status --json: $json"
   rig_testctl /debug/nodes | jq -e 'all(.[]; .key_signature and .signature_verifies)' >/dev/null ||
     rig_fail "2: testctl /debug/nodes: $(rig_testctl /debug/nodes)"
-  ip_b="$(node_ip b)"
-  rig_wait_for 20 "A pings B" can_ping a "$ip_b" || rig_fail "2: A cannot ping B ($ip_b)"
-  pass "2: lock init on A: 2 secrets saved (0600), A and B ENABLED and signed, A pings B at $ip_b"
+  rig_wait_for 10 "A reaches the LAN host" can_ping a "$lan_host" || rig_fail "2: A cannot reach $lan_host under lock"
+  pass "2: lock init on A: 2 secrets saved (0600); A, B and tinytail ENABLED and signed; tinytail trusts the 3 keys (1 vote each, its own marked self) at head $(tt_head | cut -c1-12)…; A reaches $lan_host through it"
 
   # --- 3: C joins unsigned ---------------------------------------------------------------------
   up c # its tailscaled runs since the wrong-key attempt
-  nk_c="$(rig_ts c status --json | jq -r .Self.PublicKey)"
-  ip_c="$(node_ip c)"
-  rig_wait_for 15 "A lists C as locked out" bash -c \
-    "'$RIG_PEERS/tailscale' --socket='$RIG_DIR/a/tailscaled.sock' lock status --json |
-     jq -e --arg k '$nk_c' '[.FilteredPeers[]?.NodeKey] | index(\$k)'" ||
-    rig_fail "3: A does not list C as filtered: $(lock_json a | jq -c .FilteredPeers)"
-  grep -q "$nk_c" <<<"$(rig_ts a lock status)" || rig_fail "3: A's lock status text lacks C's node key"
-  rig_wait_for 10 "C sees itself locked out" bash -c \
-    "'$RIG_PEERS/tailscale' --socket='$RIG_DIR/c/tailscaled.sock' lock status | grep -q 'LOCKED OUT'" ||
-    rig_fail "3: C: $(rig_ts c lock status)"
-  ! can_ping a "$ip_c" || rig_fail "3: A reaches unsigned C"
-  ! can_ping a "$ip_c" || rig_fail "3: A reaches unsigned C"
-  rig_testctl /debug/nodes | jq -e --arg k "$nk_c" '.[] | select(.nodekey == $k) | .key_signature == false' \
-    >/dev/null || rig_fail "3: testctl says C is signed"
-  # Sign only once no node has changed anything for 3 s: a node's own churn (a new hostinfo after
-  # joining) also sends everyone a map update, and would hide a sign that notified nobody.
-  quiet() { rig_testctl /debug/nodes | jq -e 'all(.[]; .quiet_ms > 3000)'; }
-  rig_wait_for 30 "no node changed for 3 s" quiet || rig_fail "3: the tailnet never went quiet"
-  out="$(rig_ts a lock sign "$nk_c" 2>&1)" || rig_fail "3: lock sign: $out"
-  start=$(bench_now)
-  rig_wait_for 5 "A reaches C after sign" can_ping a "$ip_c" || rig_fail "3: A cannot reach C 5 s after signing"
-  took="$(echo "$(bench_now) - $start" | bc | xargs printf '%.1f')"
-  rig_testctl /debug/nodes | jq -e --arg k "$nk_c" '.[] | select(.nodekey == $k) | .signature_verifies' \
-    >/dev/null || rig_fail "3: testctl: C's signature does not verify"
-  pass "3: unsigned C is locked out on A and unreachable; after lock sign, A reaches C at $ip_c in ${took} s"
-
-  # --- 4: add and remove C's key ---------------------------------------------------------------
+  nk_c="$(nodekey c)"
   tl_c="$(tlpub c)"
-  ntrusted() { lock_json "$1" | jq '.TrustedKeys | length'; }
-  out="$(rig_ts a lock add "$tl_c" 2>&1)" || rig_fail "4: lock add: $out"
-  rig_wait_for 10 "B sees 3 trusted keys" bash -c \
-    "[[ \$('$RIG_PEERS/tailscale' --socket='$RIG_DIR/b/tailscaled.sock' lock status --json |
-       jq '.TrustedKeys | length') == 3 ]]" || rig_fail "4: B has $(ntrusted b) trusted keys after add"
-  lock_json b | jq -e --arg k "$tl_c" '[.TrustedKeys[].Public] | index($k)' >/dev/null ||
-    rig_fail "4: B does not trust C's key: $(lock_json b | jq -c .TrustedKeys)"
-  pass "4: lock add on A: B trusts 3 keys, C's among them"
-  out="$(rig_ts a lock remove --re-sign=false "$tl_c" 2>&1)" || rig_fail "4: lock remove: $out"
-  rig_wait_for 10 "B back to 2 trusted keys" bash -c \
-    "[[ \$('$RIG_PEERS/tailscale' --socket='$RIG_DIR/b/tailscaled.sock' lock status --json |
-       jq '.TrustedKeys | length') == 2 ]]" || rig_fail "4: B has $(ntrusted b) trusted keys after remove"
-  hashes() { rig_ts "$1" lock log --json | jq -c '[.Messages[].Hash]'; }
-  logs_agree() { [[ "$(hashes a)" == "$(hashes b)" ]]; }
-  rig_wait_for 10 "A and B logs agree" logs_agree ||
-    rig_fail "4: logs differ: A $(hashes a), B $(hashes b)"
-  log_a="$(hashes a)"
-  [[ "$(jq length <<<"$log_a")" == 3 ]] || rig_fail "4: expected 3 AUMs (genesis, add, remove): $log_a"
-  [[ "$(jq -r '.[0]' <<<"$log_a")" == "$(rig_testctl /debug/tka | jq -r .head)" ]] ||
-    rig_fail "4: newest AUM $(jq -r '.[0]' <<<"$log_a") is not testctl's head $(rig_testctl /debug/tka | jq -r .head)"
-  pass "4: lock remove on A: B back to 2 keys; lock log --json on A and B: the same 3 hashes, newest = testctl's head"
+  ip_c="$(node_ip c)"
+  rig_wait_for 15 "tinytail lists C as locked out" tt_filters "$nk_c" ||
+    rig_fail "3: tinytail does not list C: $(tt_json | jq -c .FilteredPeers)"
+  grep -q "$nk_c" <<<"$(tt_text)" || rig_fail "3: tinytail's lock status text lacks C's node key"
+  [[ "$(tt_status | jq '.TailnetLock.FilteredCounts.Unsigned')" == 1 ]] ||
+    rig_fail "3: FilteredCounts: $(tt_status | jq -c .TailnetLock.FilteredCounts)"
+  drops_before="$(tt_status | jq '.Datapath.Drops.UnknownPeer')"
+  never_pings c "$lan_host" || rig_fail "3: unsigned C reaches the LAN host"
+  never_pings c "$tt_ip" || rig_fail "3: unsigned C reaches tinytail at $tt_ip"
+  never_pings a "$ip_c" || rig_fail "3: A reaches unsigned C"
+  drops_after="$(tt_status | jq '.Datapath.Drops.UnknownPeer')"
+  ((drops_after > drops_before)) || rig_fail "3: no UnknownPeer drops counted ($drops_before -> $drops_after)"
+  rig_wait_for 30 "no node changed for 3 s" quiet || rig_fail "3: the tailnet never went quiet"
+  out="$(tt lock sign "$nk_c" "$tl_c" 2>&1)" || rig_fail "3: tinytail lock sign: $out"
+  start=$(bench_now)
+  rig_wait_for 5 "C reaches the LAN host after sign" can_ping c "$lan_host" ||
+    rig_fail "3: C cannot reach $lan_host 5 s after tinytail signed it"
+  took="$(echo "$(bench_now) - $start" | bc | xargs printf '%.1f')"
+  rig_wait_for 5 "A reaches C" can_ping a "$ip_c" || rig_fail "3: A cannot reach C after the sign"
+  rig_testctl /debug/nodes | jq -e --arg k "$nk_c" --arg t "$tl_tt" \
+    '.[] | select(.nodekey == $k) | .signature_verifies and .signed_by == $t' >/dev/null ||
+    rig_fail "3: testctl: C is not signed by tinytail: $(rig_testctl /debug/nodes | jq -c --arg k "$nk_c" '.[] | select(.nodekey == $k)')"
+  pass "3: unsigned C locked out ($((drops_after - drops_before)) handshakes dropped), no reply from $lan_host or $tt_ip; tinytail lock sign: C reaches $lan_host in ${took} s, A reaches C"
 
-  # --- 5: disable ------------------------------------------------------------------------------
+  # --- 4: add and remove, both ways; logs; cut off without re-signing; re-signing -------------
+  out="$(tt lock add "$tl_c" 2>&1)" || rig_fail "4: tinytail lock add: $out"
+  rig_wait_for 10 "A sees 4 trusted keys" eval '[[ "$(ntrusted a)" == 4 ]]' ||
+    rig_fail "4: A has $(ntrusted a) trusted keys after tinytail's add"
+  lock_json a | jq -e --arg k "$tl_c" '[.TrustedKeys[].Public] | index($k)' >/dev/null ||
+    rig_fail "4: A does not trust C's key: $(lock_json a | jq -c .TrustedKeys)"
+  out="$(rig_ts a lock remove --re-sign=false "$tl_c" 2>&1)" || rig_fail "4: tailscale lock remove: $out"
+  rig_wait_for 10 "tinytail drops C's key" eval '! tt_trusts "$tl_c" && tt_synced' ||
+    rig_fail "4: tinytail still trusts C's key: $(tt_json | jq -c .TrustedKeys)"
+  pass "4: tinytail lock add seen by tailscale on A (4 keys); tailscale lock remove on A seen by tinytail (3 keys)"
+  hashes_a() { rig_ts a lock log --json | jq -c '[.Messages[].Hash]'; }
+  hashes_tt() { tt lock log --json | jq -c '[.Messages[].Hash]'; }
+  logs_agree() { [[ "$(hashes_a)" == "$(hashes_tt)" ]]; }
+  rig_wait_for 10 "tinytail and A logs agree" logs_agree || rig_fail "4: logs differ: A $(hashes_a), tinytail $(hashes_tt)"
+  log_a="$(hashes_a)"
+  [[ "$(jq length <<<"$log_a")" == 3 && "$(jq -r '.[0]' <<<"$log_a")" == "$(testctl_head)" ]] ||
+    rig_fail "4: expected 3 AUMs (genesis, add, remove), newest = testctl's head: $log_a"
+  log_text="$(tt lock log)"
+  [[ "$(grep -c '^update ' <<<"$log_text")" == 3 ]] && grep -q "(remove-key)" <<<"$log_text" &&
+    grep -q "(add-key)" <<<"$log_text" && grep -q "(checkpoint)" <<<"$log_text" || rig_fail "4: lock log: $log_text"
+  pass "4: lock log --json on tinytail and A: the same 3 hashes in the same order: $log_a"
+
+  rig_wait_for 30 "no node changed for 3 s" quiet || rig_fail "4: the tailnet never went quiet"
+  out="$(rig_ts a lock remove --re-sign=false "$tl_tt" 2>&1)" || rig_fail "4: remove tinytail's key: $out"
+  rig_wait_for 10 "tinytail drops C (signed by a removed key)" tt_filters "$nk_c" ||
+    rig_fail "4: tinytail still lets C through: $(tt_json | jq -c .FilteredPeers)"
+  [[ "$(tt_status | jq '.TailnetLock.FilteredCounts.BadSignature')" == 1 ]] ||
+    rig_fail "4: FilteredCounts: $(tt_status | jq -c .TailnetLock.FilteredCounts)"
+  tt_json | jq -e '.NodeKeySigned' >/dev/null || rig_fail "4: tinytail (signed by A's key) lost its signature"
+  never_pings c "$lan_host" || rig_fail "4: C (signed by a removed key) still reaches the LAN host"
+  out="$(rig_ts a lock add "$tl_tt" 2>&1)" || rig_fail "4: add tinytail's key back: $out"
+  # C still holds the WireGuard session tinytail dropped with the peer: its packets are refused
+  # until C's own rekey timer (5 s + 10 s without a reply, as in wireguard-go) makes it handshake.
+  rig_wait_for 25 "C reaches the LAN host again" can_ping c "$lan_host" ||
+    rig_fail "4: C cannot reach the LAN host after tinytail's key came back: tinytail filters $(tt_json | jq -c '[.FilteredPeers[].DNSName]'), trusts $(tt_json | jq -c '[.TrustedKeys[].Public]'); C: $(lock_text c | head -n 3)"
+  pass "4: removing tinytail's key without re-signing cut C off (BadSignature on tinytail, no reply from $lan_host); adding it back restored C"
+  out="$(tt lock remove "$tl_a" 2>&1)" || rig_fail "4: tinytail lock remove (re-sign): $out"
+  rig_wait_for 10 "tinytail no longer trusts A's key" eval '! tt_trusts "$tl_a" && tt_synced' ||
+    rig_fail "4: tinytail still trusts A's key"
+  rig_wait_for 10 "A no longer trusts its own key" eval '! lock_json a | jq -e --arg k "$tl_a" "[.TrustedKeys[].Public] | index(\$k)"' ||
+    rig_fail "4: A still trusts its key"
+  tt_json | jq -e '.NodeKeySigned and (.FilteredPeers | length) == 0' >/dev/null ||
+    rig_fail "4: after re-signing: $(tt_json | jq -c '{NodeKeySigned, FilteredPeers}')"
+  grep -q 'This node is accessible under Tailnet Lock' <<<"$(lock_text a)" || rig_fail "4: A lost its signature: $(lock_text a)"
+  can_ping a "$lan_host" && can_ping a "$(node_ip b)" || rig_fail "4: A lost connectivity after re-signing"
+  rig_testctl /debug/nodes | jq -e --arg t "$tl_tt" --arg k "$(nodekey a)" \
+    '.[] | select(.nodekey == $k) | .signature_verifies and .signed_by == $t' >/dev/null ||
+    rig_fail "4: A is not re-signed by tinytail"
+  pass "4: tinytail lock remove $tl_a re-signed A, B and itself: all keep connectivity, A's key is gone"
+
+  # --- 7: restart and an unplugged power ---------------------------------------------------------
+  head_before="$(tt_head)"
+  kill -TERM "$TT_PID"
+  rig_wait_for 10 "tinytail stops" eval '! kill -0 "$TT_PID"' || rig_fail "7: tinytail ignored SIGTERM"
+  tt_start
+  tt up --timeout 60 >/dev/null || rig_fail "7: tinytail up after restart failed"
+  rig_wait_for 15 "tinytail enabled again" eval '[[ "$(tt_head)" == "$head_before" ]]' ||
+    rig_fail "7: after restart: head '$(tt_head)', want $head_before"
+  rig_wait_for 10 "C reaches the LAN host" can_ping c "$lan_host" || rig_fail "7: C lost the LAN after a restart"
+  out="$(tt lock add "$tl_c" 2>&1)" || rig_fail "7: tinytail lock add: $out"
+  kill -KILL "$TT_PID"
+  rig_wait_for 5 "tinytail is gone" eval '! kill -0 "$TT_PID"'
+  tt_start
+  tt up --timeout 60 >/dev/null || rig_fail "7: tinytail up after the power cut failed"
+  rig_wait_for 15 "tinytail catches up" eval 'tt_synced && tt_trusts "$tl_c"' ||
+    rig_fail "7: after SIGKILL: head '$(tt_head)', testctl '$(testctl_head)'"
+  grep -q "stored chain dropped\|tka-aum" "$RIG_DIR/tinytail.log" && rig_fail "7: store warnings: $(grep tka "$RIG_DIR/tinytail.log")"
+  rig_wait_for 10 "C reaches the LAN host" can_ping c "$lan_host" || rig_fail "7: C lost the LAN after a power cut"
+  # One store record per AUM of the chain, listed by name and size only.
+  store="$(rig_exec rtr "$TT" store info --state "$tt_dir/state.img")"
+  n_aums="$(tt lock log --json | jq '.Messages | length')"
+  [[ "$(grep -c '^  tka-aum ' <<<"$store")" == "$n_aums" ]] && grep -q '^  tka-state ' <<<"$store" ||
+    rig_fail "7: store info does not list the $n_aums AUMs: $store"
+  pass "7: SIGTERM restart kept head $(cut -c1-12 <<<"$head_before")…; SIGKILL right after lock add: back with the lock state, caught up to testctl's head, C still routed"
+
+  # --- 6: disable, then local-disable --------------------------------------------------------------
+  join d
+  nk_d="$(nodekey d)"
+  rig_wait_for 15 "tinytail lists D as locked out" tt_filters "$nk_d" || rig_fail "6: D is not locked out"
+  never_pings d "$lan_host" || rig_fail "6: unsigned D reaches the LAN host"
+  head="$(tt_head)"
   wrong="disablement-secret:$(printf '%064X' 0)"
-  out="$(rig_ts a lock disable "$wrong" 2>&1)" && rig_fail "5: a wrong secret disabled lock: $out"
-  grep -q "incorrect disablement secret" <<<"$out" || rig_fail "5: wrong secret: unexpected error: $out"
-  grep -qx "Tailnet Lock is ENABLED." <<<"$(rig_ts a lock status)" || rig_fail "5: lock not enabled after a wrong secret"
-  rig_testctl /debug/tka | jq -e '.enabled' >/dev/null || rig_fail "5: testctl disabled on a wrong secret"
-  pass "5: wrong secret refused: $out"
-  out="$(rig_ts a lock disable "$(head -n 1 "$secrets")" 2>&1)" || rig_fail "5: lock disable: $out"
+  rc=0; out="$(tt lock disable "$wrong" 2>&1)" || rc=$?
+  ((rc == 1)) && [[ "$out" == *"incorrect disablement secret"* ]] || rig_fail "6: wrong secret: exit $rc: $out"
+  [[ "$(tt_head)" == "$head" ]] && rig_testctl /debug/tka | jq -e '.enabled' >/dev/null ||
+    rig_fail "6: a wrong secret changed the lock"
+  pass "6: a wrong disablement secret is refused (exit 1: $out), nothing changed"
+  out="$(tt lock disable "$(head -n 1 "$secrets")" 2>&1)" || rig_fail "6: tinytail lock disable: $out"
   for node in a b; do
-    rig_wait_for 10 "$node: lock NOT enabled" bash -c \
-      "'$RIG_PEERS/tailscale' --socket='$RIG_DIR/$node/tailscaled.sock' lock status | grep -qx 'Tailnet Lock is NOT enabled.'" ||
-      rig_fail "5: $node still: $(rig_ts "$node" lock status | head -n 1)"
+    not_enabled() { grep -qx 'Tailnet Lock is NOT enabled.' <<<"$(lock_text "$1")"; }
+    rig_wait_for 10 "$node: lock NOT enabled" not_enabled "$node" || rig_fail "6: $node still: $(lock_text "$node" | head -n 1)"
   done
-  rig_testctl /debug/tka | jq -e '.disabled and (.enabled | not)' >/dev/null ||
-    rig_fail "5: testctl /debug/tka: $(rig_testctl /debug/tka)"
-  pass "5: lock disable with a secret from init: A and B show NOT enabled"
+  rig_wait_for 10 "tinytail: lock NOT enabled" eval '[[ "$(tt_json | jq .Enabled)" == false ]]' ||
+    rig_fail "6: tinytail still enabled"
+  rig_wait_for 10 "D reaches the LAN host" can_ping d "$lan_host" || rig_fail "6: D cannot reach the LAN host after disable"
+  pass "6: tinytail lock disable with a secret from init: A, B and tinytail NOT enabled; unsigned D reaches $lan_host"
+
+  out="$(rig_ts b lock init --gen-disablements 1 --confirm "$tl_b" "$tl_tt" 2>&1)" || rig_fail "6: second init: $out"
+  rig_wait_for 10 "tinytail synced" tt_synced || rig_fail "6: tinytail did not follow the second init"
+  join e
+  nk_e="$(nodekey e)"
+  rig_wait_for 15 "tinytail lists E as locked out" tt_filters "$nk_e" || rig_fail "6: E is not locked out"
+  never_pings e "$lan_host" || rig_fail "6: unsigned E reaches the LAN host"
+  out="$(tt lock local-disable 2>&1)" || rig_fail "6: local-disable: $out"
+  [[ "$(tt_json | jq .Enabled)" == false ]] || rig_fail "6: tinytail still enabled after local-disable"
+  rig_wait_for 10 "E reaches the LAN host" can_ping e "$lan_host" || rig_fail "6: E cannot reach the LAN host after local-disable"
+  never_pings a "$(node_ip e)" || rig_fail "6: A (still enforcing) reaches E"
+  rig_testctl /debug/tka | jq -e '.enabled' >/dev/null || rig_fail "6: local-disable changed control's lock"
+  kill -TERM "$TT_PID"
+  rig_wait_for 10 "tinytail stops" eval '! kill -0 "$TT_PID"'
+  tt_start
+  tt up --timeout 60 >/dev/null || rig_fail "6: tinytail up failed"
+  sleep 3
+  [[ "$(tt_json | jq .Enabled)" == false ]] || rig_fail "6: local-disable did not survive a restart"
+  grep -q "disabled locally" "$RIG_DIR/tinytail.log" || rig_fail "6: no log line for the refused bootstrap"
+  pass "6: local-disable: E passes through tinytail, A still drops E, control keeps its lock; a restart keeps it off here"
+
+  # --- 8: bad input --------------------------------------------------------------------------------
+  bad() { # DESC EXPECTED ARGS...: exit 1, one line containing EXPECTED
+    local desc="$1" want="$2" rc=0 out; shift 2
+    out="$(tt lock "$@" 2>&1)" || rc=$?
+    ((rc != 0)) && [[ "$out" == *"$want"* ]] || rig_fail "8: $desc: exit $rc: $out"
+    [[ "$(wc -l <<<"$out")" -le 3 ]] || rig_fail "8: $desc: not a short error: $out"
+  }
+  bad "malformed node key" "decoding node-key" sign nodekey:zz
+  bad "no node key" "usage" sign
+  bad "malformed tlpub" "parsing key" add tlpub:1234
+  bad "no keys" "missing argument" add
+  bad "unknown verb" "unknown lock subcommand" frobnicate
+  bad "wrong secret format" "incorrect disablement secret" disable disablement-secret:xyz
+  if grep -aE "disablement-secret:[0-9A-Fa-f]{8}|$authkey" "$RIG_DIR/tinytail.log"; then
+    rig_fail "8: a secret reached tinytail's log"
+  fi
+  store="$(rig_exec rtr "$TT" store info --state "$tt_dir/state.img")"
+  ! grep -q '^  tka-aum ' <<<"$store" && grep -q '^  tka-state ' <<<"$store" ||
+    rig_fail "8: after local-disable the store should keep only tka-state: $store"
+  pass "8: bad input gives one-line errors with exit 1; no disablement secret or auth key in tinytail's log; after local-disable the store holds tka-state only"
 )
 
 source "$here/../rig/rig.sh"
