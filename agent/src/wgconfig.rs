@@ -214,6 +214,17 @@ mod tests {
     }
 
     #[test]
+    fn peers_tailnet_lock_refuses_get_no_config_and_no_routes() {
+        let keys = (PrivateKey([1; 32]), PrivateKey([2; 32]));
+        let prefs = Prefs { accept_routes: true, ..Prefs::default() };
+        let nm = map();
+        let refused = nm.peers[0].key;
+        let c = build(&nm, &prefs, &keys.0, &keys.1, 999, |k| *k != refused).unwrap();
+        assert!(c.peers.iter().all(|p| p.key != refused), "a locked-out peer got a config");
+        assert!(!c.tun_routes.contains(&prefix("10.20.0.0/16")), "its subnet is still routed");
+    }
+
+    #[test]
     fn peers_without_disco_keys_are_left_out_and_subnets_need_accept_routes() {
         let keys = (PrivateKey([1; 32]), PrivateKey([2; 32]));
         let prefs = Prefs::default();
