@@ -1,8 +1,8 @@
 //! The AUM chain: bootstrap from a checkpoint, verify and apply updates, and pick the active
 //! chain when it forks (`ts:tka/tka.go`).
 //!
-//! Sans-I/O: AUMs live in a caller's [`AumStore`] (flash on a router, a map in tests). Not
-//! implemented: compaction (`Compact`) and the sync offer/missing-AUM computation.
+//! Sans-I/O: AUMs live in a caller's [`AumStore`] (flash on a router, a map in tests). The sync
+//! protocol's offers are in [`super::sync`], compaction in [`super::compact`].
 
 use super::aum::{Aum, AumKind};
 use super::limits::MAX_SCAN_ITERATIONS;
@@ -71,9 +71,16 @@ impl Authority {
         self.head
     }
 
-    /// Hash of the AUM this authority was bootstrapped from.
+    /// Hash of the oldest AUM of the active chain: the one this authority was bootstrapped from,
+    /// or after [`Authority::compact`](super::compact) the checkpoint it compacted to (the
+    /// reference's "last active ancestor"). Keep it with the store: [`Authority::open`] needs it.
     pub fn oldest(&self) -> AumHash {
         self.oldest
+    }
+
+    /// After compaction: the active chain now starts at `oldest`, a stored ancestor of the head.
+    pub(super) fn set_oldest(&mut self, oldest: AumHash) {
+        self.oldest = oldest;
     }
 
     /// Verifies and stores `updates` (oldest first), then moves to the head of the active
@@ -194,14 +201,33 @@ pub fn state_at(store: &impl AumStore, target: AumHash) -> Result<State, TkaErro
 /// From the bootstrap AUM, follow the children picked by the fork rules to a head
 /// (`computeActiveChain` + `fastForward`). Returns the head and the state there.
 pub fn active_chain(store: &impl AumStore, oldest: AumHash) -> Result<(AumHash, State), TkaError> {
-    let mut state = state_at(store, oldest)?;
-    let mut at = oldest;
-    for _ in 0..MAX_SCAN_ITERATIONS {
-        let Some((next, bytes)) = pick_next(store, &at, &state)? else {
+    let state = state_at(store, oldest)?;
+    fast_forward(store, oldest, state, MAX_SCAN_ITERATIONS, |_, _| Ok(false))
+}
+
+/// From `start` (stored, with `state` the state there), follow the children the fork rules pick
+/// (`fastForward`). `done` sees each AUM reached, `start` first, and stops the walk by returning
+/// true; otherwise it ends at a head. At most `max_steps` AUMs are seen: a longer walk is
+/// [`TkaError::IterationLimit`]. Returns the last AUM seen and the state there.
+pub fn fast_forward(
+    store: &impl AumStore,
+    start: AumHash,
+    mut state: State,
+    max_steps: usize,
+    mut done: impl FnMut(&AumHash, &[u8]) -> Result<bool, TkaError>,
+) -> Result<(AumHash, State), TkaError> {
+    let mut at = start;
+    let mut bytes = store.get(&start).ok_or(TkaError::NotFound)?;
+    for _ in 0..max_steps {
+        if done(&at, bytes)? {
+            return Ok((at, state));
+        }
+        let Some((next, next_bytes)) = pick_next(store, &at, &state)? else {
             return Ok((at, state));
         };
-        state.apply(&Aum::decode(bytes)?, next)?;
+        state.apply(&Aum::decode(next_bytes)?, next)?;
         at = next;
+        bytes = next_bytes;
     }
     Err(TkaError::IterationLimit)
 }

@@ -12,10 +12,12 @@
 //! - [`sig`]: node-key signatures (Direct, Rotation, Credential, wrapped auth keys).
 //! - [`filter`]: which peers are authorized, and whether we are locked out.
 //! - [`disablement`]: `disablement-secret:` texts; the Argon2i KDF only with `std` (16 MiB).
+//! - [`sync`]: the sync protocol's offers and the AUMs a remote lacks (`ts:tka/sync.go`).
+//! - [`compact`]: dropping old AUMs (`Compact`, `ts:tka/tailchonk.go`), with a caller's
+//!   scratch table instead of the reference's map.
 //!
 //! Memory: a [`State`] holds up to [`limits::MAX_KEYS`] keys in about 20 KiB; `inform` keeps a
-//! second one on the stack while it works. Not implemented: compaction and the sync protocol's
-//! missing-AUM computation (`ts:tka/sync.go`).
+//! second one on the stack while it works, and so do the sync and compaction walks.
 //!
 //! Known deliberate differences from the reference (inputs it accepts and we refuse, all of
 //! which a real tailnet never produces): a trusted key whose public key is longer than 32 bytes;
@@ -26,6 +28,7 @@
 pub mod aum;
 mod cbor;
 pub mod chain;
+pub mod compact;
 pub mod disablement;
 pub mod filter;
 pub mod limits;
@@ -33,6 +36,9 @@ pub mod sig;
 pub mod state;
 #[cfg(feature = "std")]
 pub mod store;
+pub mod sync;
+#[cfg(all(test, feature = "std"))]
+mod testchain;
 pub mod verify;
 
 use core::fmt;
@@ -40,8 +46,10 @@ use core::fmt;
 pub use aum::{Aum, AumKind};
 pub use cbor::{ByteField, CborError, Sink};
 pub use chain::{AumStore, Authority};
+pub use compact::{CompactableStore, CompactionOptions, Mark, COMPACTION_DEFAULTS};
 pub use sig::{NodeKeySignature, RotationDetails, SigKind};
 pub use state::{State, TrustedKey};
+pub use sync::{missing_aums, sync_offer, SyncOffer};
 
 /// BLAKE2s-256 of an AUM's canonical encoding. Text form: unpadded RFC 4648 base32 (52
 /// characters), as `TKAInfo.Head` and `MapRequest.TKAHead` carry it.
@@ -129,6 +137,8 @@ pub enum TkaError {
     IterationLimit,
     /// The store is full.
     StoreFull,
+    /// A remote's sync offer shares no AUM with our chain (`ErrNoIntersection`).
+    NoIntersection,
     /// The output buffer is too small.
     BufferTooSmall,
     /// Valid for the reference but beyond our fixed capacities (see the module docs).
@@ -157,6 +167,7 @@ impl fmt::Display for TkaError {
             TkaError::NotFound => f.write_str("tailnet lock: AUM not found"),
             TkaError::IterationLimit => f.write_str("tailnet lock: AUM chain too long to walk"),
             TkaError::StoreFull => f.write_str("tailnet lock: AUM store is full"),
+            TkaError::NoIntersection => f.write_str("tailnet lock: sync offer shares no AUM with our chain"),
             TkaError::BufferTooSmall => f.write_str("tailnet lock: buffer too small"),
             TkaError::Unsupported(why) => write!(f, "tailnet lock: unsupported: {why}"),
         }
