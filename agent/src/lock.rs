@@ -10,7 +10,7 @@ use tinytail_core::key::{NlPublic, NodePublic, PrivateKey};
 use tinytail_core::tka::aum::build::{self as aum_build, Change};
 use tinytail_core::tka::disablement::{self, DisablementSecret};
 use tinytail_core::tka::sig::{build as sig_build, NodeKeySignature, SigKind};
-use tinytail_core::tka::{verify, Aum, AumHash};
+use tinytail_core::tka::{missing_aums, sync_offer as sync_offer_of, verify, Aum, AumHash, SyncOffer};
 
 use crate::control::http1::base64;
 use crate::control::session::Session;
@@ -127,7 +127,7 @@ async fn sync_offer(agent: &Agent, session: &Session, node_key: &str, now: u64) 
     let offer = {
         let s = agent.lock();
         let authority = s.tka.authority().ok_or("tailnet lock is not enabled")?;
-        (authority.head(), vec![authority.oldest()])
+        sync_offer_of(s.tka.store(), authority).map_err(|e| e.to_string())?
     };
     let resp: tailcfg::TkaSyncOfferResponse = session
         .tka(
@@ -135,18 +135,20 @@ async fn sync_offer(agent: &Agent, session: &Session, node_key: &str, now: u64) 
             &tailcfg::TkaSyncOfferRequest {
                 version: CAPABILITY_VERSION,
                 node_key: node_key.to_string(),
-                head: offer.0.to_string(),
-                ancestors: offer.1.iter().map(ToString::to_string).collect(),
+                head: offer.head.to_string(),
+                ancestors: offer.ancestors.iter().map(ToString::to_string).collect(),
             },
         )
         .await
         .map_err(|e| e.to_string())?;
-    if resp.head == offer.0.to_string() {
+    if resp.head == offer.head.to_string() {
         return Ok(());
     }
     if resp.missing_aums.len() > MAX_SYNC_AUMS {
         return Err(format!("control sent {} AUMs, more than {MAX_SYNC_AUMS}", resp.missing_aums.len()));
     }
+    let remote = SyncOffer::from_text(&resp.head, resp.ancestors.iter().map(String::as_str))
+        .map_err(|e| format!("sync/offer answer: {e}"))?;
     let aums = resp
         .missing_aums
         .iter()
@@ -156,8 +158,43 @@ async fn sync_offer(agent: &Agent, session: &Session, node_key: &str, now: u64) 
         agent.lock().tka.inform(&aums, now).map_err(|e| format!("AUMs from control refused: {e}"))?;
         persist(agent)?;
     }
-    // MERGE-PENDING: send what control lacks (core::tka::sync::missing_aums).
-    Ok(())
+    // What control lacks (we are ahead of it, or on another fork): always answered with a send,
+    // as tailscaled does, even when empty.
+    let (ours, head) = {
+        let s = agent.lock();
+        let authority = s.tka.authority().ok_or("tailnet lock is not enabled")?;
+        let mut out = Vec::new();
+        missing_aums(s.tka.store(), authority, &remote, |_, bytes| {
+            out.push(base64(bytes));
+            Ok(())
+        })
+        .map_err(|e| format!("AUMs control lacks: {e}"))?;
+        (out, authority.head().to_string())
+    };
+    let sent: tailcfg::TkaSyncSendResponse = session
+        .tka(
+            "sync/send",
+            &tailcfg::TkaSyncSendRequest {
+                version: CAPABILITY_VERSION,
+                node_key: node_key.to_string(),
+                head: head.clone(),
+                missing_aums: ours,
+                interactive: false,
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if sent.head != head {
+        log(&format!(
+            "tailnet lock: TKA desync: control's head is {} after our send, ours {head}",
+            sent.head
+        ));
+    }
+    let purged = agent.lock().tka.compact(now)?;
+    if purged > 0 {
+        log(&format!("tailnet lock: compaction dropped {purged} old AUMs"));
+    }
+    persist(agent)
 }
 
 /// Writes the lock's pending changes to the store.

@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use tinytail_core::key::{NlPublic, NodePublic};
 use tinytail_core::tka::filter::{filter_peers, Peer, PeerVerdict};
 use tinytail_core::tka::store::MemoryStore;
-use tinytail_core::tka::{Aum, AumHash, AumKind, AumStore, Authority, NodeKeySignature, SigKind};
+use tinytail_core::tka::{
+    Aum, AumHash, AumKind, AumStore, Authority, NodeKeySignature, SigKind, COMPACTION_DEFAULTS,
+};
 
 use crate::control::http1::base64;
 use crate::netmap::{NetMap, Node};
@@ -34,8 +36,10 @@ pub struct Lock {
     authority: Option<Authority>,
     /// AUMs known to be in flash.
     persisted: BTreeSet<AumHash>,
-    /// AUMs committed to `store` but not yet to flash, with their commit times.
-    unsaved: Vec<(AumHash, u64)>,
+    /// AUMs committed to `store` but not yet to flash.
+    unsaved: Vec<AumHash>,
+    /// AUMs compaction dropped that flash still holds.
+    purged: Vec<AumHash>,
     /// Flash holds AUMs that are no longer wanted (lock disabled): delete them all.
     purge_all: bool,
     /// (StateID1, StateID2) of authorities `lock local-disable` turned off: never bootstrapped
@@ -94,22 +98,18 @@ impl Lock {
                 warnings.push(format!("tka-aum {name}: not an AUM hash"));
                 continue;
             };
-            let Some((_, bytes)) = split_record(value) else {
+            let Some((committed_at, bytes)) = split_record(value) else {
                 warnings.push(format!("tka-aum {name}: truncated"));
                 continue;
             };
-            let parent = match Aum::decode(bytes) {
-                Ok(aum) if aum.hash() == hash => aum.parent(),
-                _ => {
-                    warnings.push(format!("tka-aum {name}: does not match its name"));
-                    continue;
+            let parent = Aum::decode(bytes).ok().map(|aum| aum.parent());
+            match parent.map(|p| lock.store.insert_loaded(hash, p, bytes, committed_at)) {
+                Some(Ok(())) => {
+                    lock.persisted.insert(hash);
                 }
-            };
-            if lock.store.stage(&hash, parent.as_ref(), bytes).is_ok() {
-                lock.persisted.insert(hash);
+                _ => warnings.push(format!("tka-aum {name}: does not match its name")),
             }
         }
-        lock.store.commit();
         if let Some(oldest) = AumHash::parse(&meta.oldest) {
             match Authority::open(&lock.store, oldest) {
                 Ok(authority) => lock.authority = Some(authority),
@@ -151,9 +151,10 @@ impl Lock {
             }
         }
         self.clear();
+        self.store.set_now(now);
         let authority =
             Authority::bootstrap(&mut self.store, genesis).map_err(|e| format!("bootstrap: {e}"))?;
-        self.unsaved.push((authority.head(), now));
+        self.unsaved.push(authority.head());
         self.authority = Some(authority);
         Ok(())
     }
@@ -164,13 +165,30 @@ impl Lock {
         let refs: Vec<&[u8]> = aums.iter().map(Vec::as_slice).collect();
         let before: Vec<AumHash> =
             aums.iter().filter_map(|a| Aum::decode(a).ok().map(|a| a.hash())).collect();
+        self.store.set_now(now);
         authority.inform(&mut self.store, &refs).map_err(|e| e.to_string())?;
         for hash in before {
-            if !self.persisted.contains(&hash) && !self.unsaved.iter().any(|(h, _)| *h == hash) {
-                self.unsaved.push((hash, now));
+            if !self.persisted.contains(&hash) && !self.unsaved.contains(&hash) {
+                self.unsaved.push(hash);
             }
         }
         Ok(())
+    }
+
+    /// Drops history the reference would drop (`Compact` with `CompactionDefaults`: at least
+    /// 24 AUMs back from the head to a checkpoint, and everything younger than 14 days).
+    /// Returns how many AUMs went.
+    pub fn compact(&mut self, now: u64) -> Result<usize, String> {
+        let authority = self.authority.as_mut().ok_or("tailnet lock is not enabled")?;
+        let purged =
+            authority.compact(&mut self.store, now, &COMPACTION_DEFAULTS).map_err(|e| e.to_string())?;
+        for hash in &purged {
+            self.unsaved.retain(|h| h != hash);
+            if self.persisted.contains(hash) {
+                self.purged.push(*hash);
+            }
+        }
+        Ok(purged.len())
     }
 
     /// Forgets the authority (lock disabled with a valid secret): every AUM leaves flash.
@@ -178,6 +196,7 @@ impl Lock {
         self.store = MemoryStore::new();
         self.authority = None;
         self.unsaved.clear();
+        self.purged.clear();
         self.purge_all = !self.persisted.is_empty();
         self.verdicts = Verdicts::default();
     }
@@ -200,9 +219,11 @@ impl Lock {
         let mut changes = Changes::default();
         if self.purge_all {
             changes.deletes = self.persisted.iter().map(ToString::to_string).collect();
+        } else {
+            changes.deletes = self.purged.iter().map(ToString::to_string).collect();
         }
-        for (hash, time) in &self.unsaved {
-            if let Some(bytes) = self.store.get(hash) {
+        for hash in &self.unsaved {
+            if let (Some(bytes), Some(time)) = (self.store.get(hash), self.store.committed_at(hash)) {
                 let mut value = time.to_le_bytes().to_vec();
                 value.extend_from_slice(bytes);
                 changes.puts.push((hash.to_string(), value));
@@ -222,7 +243,10 @@ impl Lock {
             self.persisted.clear();
             self.purge_all = false;
         }
-        for (hash, _) in self.unsaved.drain(..) {
+        for hash in self.purged.drain(..) {
+            self.persisted.remove(&hash);
+        }
+        for hash in self.unsaved.drain(..) {
             self.persisted.insert(hash);
         }
     }
@@ -660,6 +684,50 @@ mod tests {
         lock.saved();
         assert!(flash.is_empty());
         assert!(!Lock::load(meta.as_deref(), &[]).0.enabled());
+    }
+
+    #[test]
+    fn compaction_drops_old_history_from_flash_and_the_rest_still_opens() {
+        const DAY: u64 = 86_400;
+        let mut lock = Lock::default();
+        lock.bootstrap(&genesis(), 0).unwrap();
+        let keys = [(NlPublic(verify::public_of(&SEED_A)), 1)];
+        let mut head = lock.authority().unwrap().head();
+        let mut aums = Vec::new();
+        for i in 0..60 {
+            let change = if i == 30 {
+                Change::Checkpoint { keys: &keys, disablement_values: &[[1; 32]], state_id1: 5, state_id2: 6 }
+            } else {
+                Change::NoOp
+            };
+            let aum = signed(&SEED_A, Some(&head), &change);
+            head = Aum::decode(&aum).unwrap().hash();
+            aums.push(aum);
+        }
+        lock.inform(&aums, 0).unwrap();
+        let (mut flash, mut meta) = (BTreeMap::new(), None);
+        apply(&mut flash, &mut meta, lock.take_changes());
+        lock.saved();
+        assert_eq!(flash.len(), 61);
+
+        assert_eq!(lock.compact(DAY).unwrap(), 0, "everything is younger than 14 days");
+        let purged = lock.compact(30 * DAY).unwrap();
+        assert!(purged > 0 && purged <= 61 - 24, "purged {purged}");
+        let changes = lock.take_changes();
+        assert_eq!(changes.deletes.len(), purged);
+        apply(&mut flash, &mut meta, changes);
+        lock.saved();
+        assert_eq!(flash.len(), 61 - purged);
+
+        let records: Vec<(String, Vec<u8>)> = flash.into_iter().collect();
+        let (loaded, warnings) = Lock::load(meta.as_deref(), &records);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(loaded.head_text(), head.to_string());
+        assert_ne!(loaded.authority().unwrap().oldest(), lock_genesis_hash(), "the start moved");
+    }
+
+    fn lock_genesis_hash() -> AumHash {
+        Aum::decode(&genesis()).unwrap().hash()
     }
 
     #[test]
