@@ -20,6 +20,8 @@
 #                               count NAME will list and the map response's JSON size
 #   bench_routes NAME CIDRS     POST /bench/routes: approve NAME's subnet routes
 #   bench_mem PID               "VmRSS VmHWM" of PID in KiB
+#   bench_lock_json NAME        `lock status --json` of that client (tailscale/tinytail)
+#   bench_lock_head NAME        the tailnet-lock head it reports (.Head; "" while lock is off)
 #   bench_stats V...            "min median max" of the numbers given
 #   bench_now                   seconds since the epoch, with nanoseconds
 #   bench_ping_gap LOG FROM TO  the longest stretch in ms without a reply in a `ping -D` log
@@ -247,3 +249,11 @@ bench_rig_start() {
   PEERS="$(rig_peers)"
   load_start="$(cut -d" " -f1-3 /proc/loadavg)"
 }
+# bench_lock_json NAME / bench_lock_head NAME: the client's tailnet-lock status (bench/tka.sh).
+bench_lock_json() {
+  case "${BENCH_KIND[$1]}" in
+    tailscaled) rig_ts "$1" lock status --json ;;
+    tinytail) "$TT_BIN" lock status --json --socket "$RIG_DIR/$1/tinytail.sock" ;;
+  esac
+}
+bench_lock_head() { bench_lock_json "$1" | jq -r '.Head // ""'; }
