@@ -51,7 +51,8 @@ commands:
   lock [status]   tailnet lock: state, trusted keys, locked-out peers, this node's key (--json)
   lock log        the lock's updates, newest first (--limit N, --json)
   lock init       [--gen-disablements N] [--confirm] TLPUB...: turn tailnet lock on
-  lock sign       NODEKEY [TLPUB]: sign a node (needs a trusted key here)
+  lock sign       NODEKEY [TLPUB]: sign a node (needs a trusted key here);
+                  lock sign tskey-auth-…: print the key wrapped so nodes joining with it are signed
   lock add|remove TLPUB...: change the trusted keys (remove --re-sign=BOOL, default true)
   lock disable    disablement-secret:HEX: turn tailnet lock off for the whole tailnet
   lock local-disable  stop enforcing tailnet lock on this node only
@@ -60,7 +61,7 @@ commands:
 
 Every verb but version, board, store and help takes --socket PATH (default /var/run/tinytail/tinytail.sock),
 before the verb (as `tailscale --socket=PATH status`) or after it.
-Not yet implemented (see README, \"Status\"): lock revoke-keys, lock sign of pre-auth keys, cert.
+Not yet implemented (see README, \"Status\"): lock revoke-keys, cert.
 ";
 
 /// Exit code for usage errors (as Go's flag package).
