@@ -34,6 +34,8 @@ func main() {
 		runControl(os.Args[2:])
 	case "tka-vectors":
 		runTKAVectors(os.Args[2:])
+	case "tka-sync-vectors":
+		runTKASyncVectors(os.Args[2:])
 	case "tka-verify":
 		runTKAVerify(os.Args[2:])
 	case "tka-filter-bench":
