@@ -53,7 +53,11 @@ const DAY: u64 = 24 * 60 * 60;
 /// An authority over `hashes` (genesis first): short chains are bootstrapped and informed one
 /// AUM at a time as the reference was (verifying every signature), long ones loaded unverified
 /// (debug-build signature checks would take seconds; tka.json covers verification).
-fn authority(v: &Vectors, hashes: &[String], committed_at: impl Fn(usize) -> u64) -> (MemoryStore, Authority) {
+fn authority(
+    v: &Vectors,
+    hashes: &[String],
+    committed_at: impl Fn(usize) -> u64,
+) -> (MemoryStore, Authority) {
     let bytes: Vec<Vec<u8>> = hashes.iter().map(|h| unhex(&v.aums[h])).collect();
     let mut store = MemoryStore::new();
     if hashes.len() <= 120 {

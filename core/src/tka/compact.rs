@@ -437,6 +437,19 @@ mod tests {
     }
 
     #[test]
+    fn the_24th_aum_back_is_kept_even_as_a_checkpoint() {
+        // Checkpoint 24 is the 24th AUM back from head 47: kept as one of the 24, so the
+        // walk goes on to the genesis and nothing goes.
+        let mut c = chain(48, 24, 0, None);
+        assert!(compact(&mut c).is_empty());
+        assert_eq!(c.authority.oldest(), c.hashes[0]);
+        // One more AUM and checkpoint 24 is the first beyond the 24: the chain starts there.
+        let mut c = chain(49, 24, 0, None);
+        assert_eq!(compact(&mut c), sorted(c.hashes[..24].to_vec()));
+        assert_eq!(c.authority.oldest(), c.hashes[24]);
+    }
+
+    #[test]
     fn young_aums_are_kept() {
         // AUMs 40 on are a day old: the walk back goes past them to checkpoint 30 (old).
         let mut c = chain(101, 10, NOW - 30 * DAY, Some(40));

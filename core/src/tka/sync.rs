@@ -324,6 +324,47 @@ mod tests {
     }
 
     #[test]
+    fn any_offer_gives_an_answer_not_a_panic() {
+        // Offers mixing our hashes (in any order, repeated) with unknown ones: the answer is a
+        // suffix of our chain or no intersection.
+        let mut chain = linear(60);
+        let mut fork = chain.prefix(30);
+        fork.noop_by(1);
+        chain.inform(&[fork.bytes_of(&fork.authority.head())]).unwrap();
+        let mut known = chain.hashes.clone();
+        known.push(fork.authority.head());
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..300 {
+            let pick = |n: &mut dyn FnMut() -> u64| {
+                let r = n();
+                if r & 3 == 0 {
+                    AumHash([(r >> 8) as u8; 32])
+                } else {
+                    known[(r >> 8) as usize % known.len()]
+                }
+            };
+            let head = pick(&mut next);
+            let mut offer = SyncOffer { head, ancestors: Vec::new() };
+            for _ in 0..next() % (MAX_OFFER_ANCESTORS as u64 + 1) {
+                offer.ancestors.push(pick(&mut next)).unwrap();
+            }
+            match missing(&chain, &offer) {
+                Ok(got) => {
+                    let from = chain.hashes.len() - got.len();
+                    assert_eq!(got, chain.hashes[from..].to_vec(), "{offer:?}");
+                }
+                Err(e) => assert_eq!(e, TkaError::NoIntersection, "{offer:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn emit_errors_stop_the_walk() {
         let chain = linear(10);
         let behind = chain.prefix(5);

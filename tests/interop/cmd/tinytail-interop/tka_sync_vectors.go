@@ -265,6 +265,8 @@ func compactVectors() []compactVector {
 	vs = append(vs, compactCase("24 AUMs", chain(24, 5).aums, ages(24, old)))
 	vs = append(vs, compactCase("25 AUMs", chain(25, 5).aums, ages(25, old)))
 	vs = append(vs, compactCase("no checkpoint but the genesis", chain(60, 0).aums, ages(60, old)))
+	vs = append(vs, compactCase("checkpoint 24th back from the head", chain(48, 24).aums, ages(48, old)))
+	vs = append(vs, compactCase("checkpoint 25th back from the head", chain(49, 24).aums, ages(49, old)))
 
 	// Forks off AUM 50 (purged), 55 (purged, young fork) and 90 (kept).
 	for _, f := range []struct {
