@@ -216,6 +216,17 @@ impl<'a> Aum<'a> {
 
     /// Writes the CTAP2 canonical encoding the reference would produce for this AUM.
     pub fn encode(&self, out: &mut impl Sink, with_signatures: bool) {
+        self.encode_with(out, with_signatures, None);
+    }
+
+    /// This AUM with one more signature after its own (co-signing a recovery AUM, `tailscale
+    /// lock revoke-keys --cosign`): everything else byte for byte, so earlier signatures, which
+    /// cover [`Aum::sig_hash`], stay valid.
+    pub fn encode_adding_signature(&self, out: &mut impl Sink, key_id: &[u8; 32], signature: &[u8; 64]) {
+        self.encode_with(out, true, Some((key_id, signature)));
+    }
+
+    fn encode_with(&self, out: &mut impl Sink, with_signatures: bool, extra: Option<(&[u8; 32], &[u8; 64])>) {
         let key_id = self.key_id.filter(|k| !k.is_empty());
         let meta = self.meta.filter(|m| m.len > 0);
         let sigs = self.signatures.filter(|s| with_signatures && s.0.len > 0);
@@ -225,7 +236,7 @@ impl<'a> Aum<'a> {
             + self.state.is_some() as u64
             + self.votes.is_some() as u64
             + meta.is_some() as u64
-            + sigs.is_some() as u64;
+            + (sigs.is_some() || extra.is_some()) as u64;
         write_head(out, MAJOR_MAP, n);
         write_head(out, MAJOR_UINT, AUM_KIND);
         write_head(out, MAJOR_UINT, u64::from(self.kind.to_u8()));
@@ -251,11 +262,19 @@ impl<'a> Aum<'a> {
             write_head(out, MAJOR_UINT, AUM_META);
             meta.encode(out);
         }
-        if let Some(sigs) = sigs {
+        if sigs.is_some() || extra.is_some() {
             write_head(out, MAJOR_UINT, AUM_SIGNATURES);
-            write_head(out, MAJOR_ARRAY, sigs.0.len as u64);
-            for sig in sigs.iter() {
+            let count = sigs.map_or(0, |s| s.0.len) + extra.is_some() as usize;
+            write_head(out, MAJOR_ARRAY, count as u64);
+            for sig in sigs.iter().flat_map(|s| s.iter()) {
                 sig.encode(out);
+            }
+            if let Some((id, signature)) = extra {
+                write_head(out, MAJOR_MAP, 2);
+                write_head(out, MAJOR_UINT, SIG_KEY_ID);
+                write_bytes(out, id);
+                write_head(out, MAJOR_UINT, SIG_SIGNATURE);
+                write_bytes(out, signature);
             }
         }
     }

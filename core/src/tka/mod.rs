@@ -32,6 +32,7 @@ pub mod compact;
 pub mod disablement;
 pub mod filter;
 pub mod limits;
+pub mod revoke;
 pub mod sig;
 pub mod state;
 #[cfg(feature = "std")]
