@@ -57,11 +57,13 @@ commands:
   lock disable    disablement-secret:HEX: turn tailnet lock off for the whole tailnet
   lock local-disable  stop enforcing tailnet lock on this node only
   lock disablement-kdf HEX: the disablement value of a secret
+  lock revoke-keys [--fork-from HASH] TLPUB...: start revoking keys retroactively; then
+                  --cosign AUM on other trusted nodes, --finish AUM to submit
   help        print this help
 
 Every verb but version, board, store and help takes --socket PATH (default /var/run/tinytail/tinytail.sock),
 before the verb (as `tailscale --socket=PATH status`) or after it.
-Not yet implemented (see README, \"Status\"): lock revoke-keys, cert.
+Not yet implemented (see README, \"Status\"): cert.
 ";
 
 /// Exit code for usage errors (as Go's flag package).

@@ -9,6 +9,7 @@ use tinytail_core::control::CAPABILITY_VERSION;
 use tinytail_core::key::{NlPublic, NodePublic, PrivateKey};
 use tinytail_core::tka::aum::build::{self as aum_build, Change};
 use tinytail_core::tka::disablement::{self, DisablementSecret};
+use tinytail_core::tka::revoke;
 use tinytail_core::tka::sig::{build as sig_build, NodeKeySignature, SigKind};
 use tinytail_core::tka::{missing_aums, sync_offer as sync_offer_of, verify, Aum, AumHash, SyncOffer};
 
@@ -225,6 +226,7 @@ pub(crate) async fn handle(agent: &Agent, args: LockArgs) -> Reply {
         "local-disable" => local_disable(agent),
         "init" => init(agent, &args).await,
         "disablement-kdf" => kdf(&args),
+        "revoke-keys" => revoke_keys(agent, &args).await,
         other => Err(format!("lock {other}: not implemented by tinytail (see README, \"Tailnet lock\")")),
     };
     match result {
@@ -680,6 +682,112 @@ async fn init(agent: &Agent, args: &LockArgs) -> Result<Reply, String> {
     Ok(ok(message))
 }
 
+/// `lock revoke-keys`: step 1 makes the recovery AUM (a checkpoint forking from before the keys
+/// were trusted, signed by us); `--cosign HEX` adds our signature; `--finish HEX` sends it to
+/// control, where it wins fork resolution once its signatures outweigh the revoked keys'.
+async fn revoke_keys(agent: &Agent, args: &LockArgs) -> Result<Reply, String> {
+    let cosign = args.flag("cosign") == Some("true");
+    let finish = args.flag("finish") == Some("true");
+    if !cosign && !finish {
+        let keys: Vec<NlPublic> = parse_keys(&args.args)?.into_iter().map(|(k, _)| k).collect();
+        let (_, _, seed) = context(agent)?;
+        let ours = NlPublic(verify::public_of(&seed.0));
+        let s = agent.lock();
+        let authority = s.tka.authority().ok_or("tailnet lock is not enabled")?;
+        let parent = match args.flag("fork-from").filter(|f| !f.is_empty()) {
+            Some(text) => parse_fork_from(text)?,
+            None => {
+                if !keys.iter().any(|k| s.tka.trusts(k)) {
+                    return Err(
+                        "generation of recovery AUM failed: no provided key is currently trusted".into()
+                    );
+                }
+                revoke::rewrite_parent(s.tka.store(), authority, &keys, &ours)
+                    .map_err(|e| format!("generation of recovery AUM failed: finding parent: {e}"))?
+            }
+        };
+        let mut buf = vec![0u8; BUILD_BUFFER * 4];
+        let n = revoke::revocation(&mut buf, authority, parent, &keys, &seed.0)
+            .map_err(|e| format!("generation of recovery AUM failed: {e}"))?;
+        return Ok(ok(format!(
+            "Run the following command on another machine with a trusted tailnet lock key:\n\ttinytail lock revoke-keys --cosign {}",
+            hex_upper(&buf[..n])
+        )));
+    }
+    let [text] = args.args.as_slice() else {
+        return Err("usage: tailscale lock revoke-keys [--cosign] [--finish] <recovery-AUM>".into());
+    };
+    let mut aum = decode_hex(text).ok_or("parsing hex: invalid byte")?;
+    Aum::decode(&aum).map_err(|e| format!("decoding recovery AUM: {e}"))?;
+    let mut message = String::new();
+    if cosign {
+        let (_, _, seed) = context(agent)?;
+        if !agent.lock().tka.enabled() {
+            return Err("co-signing recovery AUM failed: tailnet lock is not enabled".into());
+        }
+        let mut buf = vec![0u8; aum.len() + 256];
+        let n = revoke::cosign(&aum, &seed.0, &mut buf)
+            .map_err(|e| format!("co-signing recovery AUM failed: {e}"))?;
+        aum = buf[..n].to_vec();
+        let hex = hex_upper(&aum);
+        message = format!(
+            "Co-signing completed successfully.\n\nTo accumulate an additional signature, run the following command on another machine with a trusted tailnet lock key:\n\ttinytail lock revoke-keys --cosign {hex}\n\nAlternatively if you are done with co-signing, complete recovery by running the following command:\n\ttinytail lock revoke-keys --finish {hex}"
+        );
+    }
+    if finish {
+        let (session, node_key, _) = context(agent)?;
+        if !agent.lock().tka.enabled() {
+            return Err("submitting recovery AUM failed: tailnet lock is not enabled".into());
+        }
+        let hash = Aum::decode(&aum).map_err(|e| e.to_string())?.hash();
+        let _: tailcfg::TkaSyncSendResponse = session
+            .tka(
+                "sync/send",
+                &tailcfg::TkaSyncSendRequest {
+                    version: CAPABILITY_VERSION,
+                    node_key,
+                    head: hash.to_string(),
+                    missing_aums: vec![base64(&aum)],
+                    interactive: false,
+                },
+            )
+            .await
+            .map_err(|e| format!("submitting recovery AUM failed: {e}"))?;
+        if !message.is_empty() {
+            message.push('\n');
+        }
+        message.push_str("Recovery completed.");
+    }
+    Ok(ok(message))
+}
+
+/// `--fork-from`: 64 hex digits (as `lock log` printed hashes once) or base32.
+fn parse_fork_from(text: &str) -> Result<AumHash, String> {
+    let hash = if text.len() == 64 {
+        decode_hex(text).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()).map(AumHash)
+    } else {
+        AumHash::parse(text)
+    };
+    hash.ok_or_else(|| format!("invalid fork-from hash: {text:?}"))
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    let text = text.as_bytes();
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.chunks(2)
+        .map(|pair| {
+            let digit = |c: u8| (c as char).to_digit(16);
+            Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)
+        })
+        .collect()
+}
+
 /// `lock disablement-kdf HEX`: the disablement value of a secret.
 fn kdf(args: &LockArgs) -> Result<Reply, String> {
     let [hex] = args.args.as_slice() else {
@@ -696,6 +804,17 @@ mod tests {
     use super::*;
     use tinytail_core::tka::sig::unwrap_auth_key;
     use tinytail_core::tka::{State, TrustedKey};
+
+    #[test]
+    fn recovery_aums_and_fork_points_parse_as_tailscale_prints_them() {
+        assert_eq!(decode_hex(&hex_upper(&[0, 0xab, 0xff])), Some(vec![0, 0xab, 0xff]));
+        assert_eq!(decode_hex("abc"), None);
+        assert_eq!(decode_hex("zz"), None);
+        let hash = AumHash([0x5a; 32]);
+        assert_eq!(parse_fork_from(&hash.to_string()).unwrap(), hash);
+        assert_eq!(parse_fork_from(&hex_upper(&hash.0)).unwrap(), hash);
+        assert!(parse_fork_from("nope").is_err());
+    }
 
     /// A node joining with the wrapped key signs its node key with the wrapping key (a Rotation
     /// over the credential); that must verify in a state that trusts the fresh signer.
