@@ -74,7 +74,7 @@ pub(crate) async fn sync_if_needed(agent: &Agent, session: &Session) {
 async fn sync(agent: &Agent, session: &Session) -> Result<(), String> {
     let (info, enabled, head, node_key) = {
         let s = agent.lock();
-        (s.netmap.tka.clone().unwrap_or_default(), s.tka.enabled(), s.tka.head_text(), self_key(agent, &s))
+        (s.netmap.tka.clone().unwrap_or_default(), s.tka.enabled(), s.tka.head_text(), self_key(&s))
     };
     let now = clock::unix_now().max(0) as u64;
     if !info.disabled && !enabled {
@@ -206,7 +206,8 @@ fn persist(agent: &Agent) -> Result<(), String> {
     Ok(())
 }
 
-fn self_key(_agent: &Agent, s: &crate::shared::Shared) -> String {
+/// Our node key's text form (the `NodeKey` of every `/machine/tka/*` request).
+fn self_key(s: &crate::shared::Shared) -> String {
     s.state
         .node_key
         .as_ref()
@@ -262,7 +263,7 @@ fn context(agent: &Agent) -> Result<(Session, String, PrivateKey), String> {
     let s = agent.lock();
     let session = s.session.clone().ok_or("not connected to the control server; run `tinytail up`")?;
     let seed = s.state.lock_key.clone().ok_or("this node has no tailnet-lock key")?;
-    Ok((session, self_key(agent, &s), seed))
+    Ok((session, self_key(&s), seed))
 }
 
 /// Our seed, if the current authority trusts its key.
