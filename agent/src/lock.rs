@@ -172,19 +172,10 @@ async fn sync_offer(agent: &Agent, session: &Session, node_key: &str, now: u64) 
         .map_err(|e| format!("AUMs control lacks: {e}"))?;
         (out, authority.head().to_string())
     };
-    let sent: tailcfg::TkaSyncSendResponse = session
-        .tka(
-            "sync/send",
-            &tailcfg::TkaSyncSendRequest {
-                version: CAPABILITY_VERSION,
-                node_key: node_key.to_string(),
-                head: head.clone(),
-                missing_aums: ours,
-                interactive: false,
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let sent: tailcfg::TkaSyncSendResponse =
+        sync_send(session, node_key.to_string(), head.clone(), ours, false)
+            .await
+            .map_err(|e| e.to_string())?;
     if sent.head != head {
         log(&format!(
             "tailnet lock: TKA desync: control's head is {} after our send, ours {head}",
@@ -204,6 +195,34 @@ fn persist(agent: &Agent) -> Result<(), String> {
     agent.store.save_tka(&changes.puts, &changes.deletes, changes.meta.as_deref())?;
     agent.lock().tka.saved();
     Ok(())
+}
+
+/// `/machine/tka/sync/send`: AUMs for control, which answers with its head after them.
+async fn sync_send(
+    session: &Session,
+    node_key: String,
+    head: String,
+    missing_aums: Vec<String>,
+    interactive: bool,
+) -> Result<tailcfg::TkaSyncSendResponse, crate::control::ControlError> {
+    let req = tailcfg::TkaSyncSendRequest {
+        version: CAPABILITY_VERSION,
+        node_key,
+        head,
+        missing_aums,
+        interactive,
+    };
+    session.tka("sync/send", &req).await
+}
+
+/// `/machine/tka/sign`: a node-key signature for control to hand out (`node_key` is ours).
+async fn submit_signature(
+    session: &Session,
+    node_key: String,
+    signature: String,
+) -> Result<(), crate::control::ControlError> {
+    let req = tailcfg::TkaSubmitSignatureRequest { version: CAPABILITY_VERSION, node_key, signature };
+    session.tka::<_, serde_json::Value>("sign", &req).await.map(|_| ())
 }
 
 /// Our node key's text form (the `NodeKey` of every `/machine/tka/*` request).
@@ -304,17 +323,7 @@ async fn sign(agent: &Agent, args: &LockArgs) -> Result<Reply, String> {
     if let Some(authority) = agent.lock().tka.authority() {
         authority.node_key_authorized(&node, &buf).map_err(|e| format!("signature does not verify: {e}"))?;
     }
-    let _: serde_json::Value = session
-        .tka(
-            "sign",
-            &tailcfg::TkaSubmitSignatureRequest {
-                version: CAPABILITY_VERSION,
-                node_key,
-                signature: base64(&buf),
-            },
-        )
-        .await
-        .map_err(|e| format!("signing failed: {e}"))?;
+    submit_signature(&session, node_key, base64(&buf)).await.map_err(|e| format!("signing failed: {e}"))?;
     log(&format!("tailnet lock: signed {node}"));
     Ok(ok(""))
 }
@@ -383,17 +392,7 @@ async fn submit(agent: &Agent, changes: &[Change<'_>]) -> Result<(), String> {
         aums.push(base64(&bytes));
         head = hash;
     }
-    let sent: tailcfg::TkaSyncSendResponse = session
-        .tka(
-            "sync/send",
-            &tailcfg::TkaSyncSendRequest {
-                version: CAPABILITY_VERSION,
-                node_key,
-                head: head.to_string(),
-                missing_aums: aums,
-                interactive: true,
-            },
-        )
+    let sent: tailcfg::TkaSyncSendResponse = sync_send(&session, node_key, head.to_string(), aums, true)
         .await
         .map_err(|e| format!("modify tailnet-lock keys: {e}"))?;
     if sent.head != head.to_string() {
@@ -485,15 +484,7 @@ async fn remove(agent: &Agent, args: &LockArgs) -> Result<Reply, String> {
             for sig in &affected.signatures {
                 let bytes = decode_base64_std(sig).ok_or("affected-sigs: a signature is not base64")?;
                 let Some(new) = resign(&seed, &bytes) else { continue };
-                let _: serde_json::Value = session
-                    .tka(
-                        "sign",
-                        &tailcfg::TkaSubmitSignatureRequest {
-                            version: CAPABILITY_VERSION,
-                            node_key: node_key.clone(),
-                            signature: base64(&new),
-                        },
-                    )
+                submit_signature(&session, node_key.clone(), base64(&new))
                     .await
                     .map_err(|e| format!("re-signing: {e}"))?;
             }
@@ -741,19 +732,10 @@ async fn revoke_keys(agent: &Agent, args: &LockArgs) -> Result<Reply, String> {
             return Err("submitting recovery AUM failed: tailnet lock is not enabled".into());
         }
         let hash = Aum::decode(&aum).map_err(|e| e.to_string())?.hash();
-        let _: tailcfg::TkaSyncSendResponse = session
-            .tka(
-                "sync/send",
-                &tailcfg::TkaSyncSendRequest {
-                    version: CAPABILITY_VERSION,
-                    node_key,
-                    head: hash.to_string(),
-                    missing_aums: vec![base64(&aum)],
-                    interactive: false,
-                },
-            )
-            .await
-            .map_err(|e| format!("submitting recovery AUM failed: {e}"))?;
+        let _: tailcfg::TkaSyncSendResponse =
+            sync_send(&session, node_key, hash.to_string(), vec![base64(&aum)], false)
+                .await
+                .map_err(|e| format!("submitting recovery AUM failed: {e}"))?;
         if !message.is_empty() {
             message.push('\n');
         }
