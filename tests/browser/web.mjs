@@ -1,6 +1,6 @@
 // Drives Debian's headless chromium (never a downloaded browser) against tinytail's web page.
-// Called by tests/e2e/web.sh from the rig's LAN namespace, in two phases around the Headscale
-// route approval:
+// Called by tests/e2e/web.sh from the rig's LAN namespace, in phases around the Headscale route
+// approval, and by tests/e2e/lock.sh (lock-sign) the same way:
 //
 //   node web.mjs join    DNS rebinding first: a second chromium that resolves attacker.example
 //                        to the page's address gets 403 for /, /setup and a POST /setup that has
@@ -18,10 +18,15 @@
 //   node web.mjs online  reset the password with the setup code from `tinytail web setup-code`
 //                        (TT_SETUP_CODE; a wrong code is refused, the old password stops
 //                        working); the node is online again (after `headscale auth register`)
+//   node web.mjs lock-sign  (lock.sh, tailnet lock on, this router's key trusted) set the admin
+//                        password (with TT_SETUP_CODE when the form asks for a setup code), sign
+//                        in; the tailnet-lock section lists the locked-out peer TT_NODE with a
+//                        Sign button; dismissing the confirm sends nothing; accepting it signs:
+//                        the page's note says so (its time, epoch seconds, to TT_OUT/signed-at)
 //
 // Environment: TT_URL (the page), HS_URL, TT_AUTHKEY (join), TT_PASSWORD, TT_OUT (screenshots,
 // page weight, API token file), TT_TRAFFIC (every response is saved there for the secret grep),
-// TT_DOCS (verify: where the README's phone screenshot goes).
+// TT_DOCS (verify: where the README's phone screenshot goes), TT_NODE (lock-sign: nodekey:...).
 // Each check prints "web: ok  ..."; the first failure exits non-zero.
 import { chromium } from "playwright-core";
 import fs from "node:fs";
@@ -386,12 +391,72 @@ async function online(browser) {
   await context.close();
 }
 
+async function lockSign(browser) {
+  const node = env("TT_NODE");
+  const context = await newContext(browser, { width: 1280, height: 900 });
+  const page = await context.newPage();
+  watchConsole(page);
+  let answer = false;
+  const dialogs = [];
+  page.on("dialog", (d) => {
+    dialogs.push(d.message());
+    (answer ? d.accept() : d.dismiss()).catch(() => {});
+  });
+  const posts = [];
+  page.on("request", (r) => { if (r.method() === "POST" && r.url().endsWith("/lock/sign")) posts.push(r); });
+
+  await page.goto(`${URL_}setup`);
+  const asksCode = (await page.locator("#code").count()) === 1;
+  if (asksCode) await page.fill("#code", env("TT_SETUP_CODE"));
+  await page.fill("#pw", PASSWORD);
+  await page.fill("#pw2", PASSWORD);
+  await Promise.all([page.waitForLoadState(), page.click("button[type=submit]")]);
+  check((await text(page, "#flash")).includes("Password set"), `setting the password: ${await text(page, "#flash")}`);
+  await context.clearCookies();
+  await signIn(page, PASSWORD);
+  check((await text(page, "#flash")).includes("Signed in"), `sign in: ${await text(page, "#flash")}`);
+  ok(`admin password set (${asksCode ? "with the setup code" : "first run: no setup code asked"}), signed in with it`);
+
+  const row = page.locator("#lock-filtered tr.locked-peer").filter({ hasText: node });
+  await until(page, 30, `${node} among the locked-out peers`, async () => (await row.count()) === 1);
+  const trusted = await text(page, "#lock-trusted");
+  check(trusted.startsWith("trusted"), `this router's key: ${trusted}`);
+  const form = row.locator("form[action='/lock/sign']");
+  check((await form.count()) === 1, `no Sign form in ${node}'s row: ${await row.innerText()}`);
+  check((await form.locator("input[name=node]").inputValue()) === node &&
+    (await form.locator("input[name=csrf]").count()) === 1, "the Sign form carries the node key and a CSRF token");
+  const name = (await row.locator("td").first().innerText()).trim();
+  ok(`the tailnet-lock section lists ${name} (${node}) as locked out, with a Sign button (${trusted})`);
+
+  // Dismissed, the confirm sends nothing.
+  await form.locator("button").click();
+  await page.waitForTimeout(500);
+  check(dialogs.length === 1 && posts.length === 0 && (await row.count()) === 1,
+    `dismissing the confirm: ${dialogs.length} dialogs, ${posts.length} POSTs`);
+  answer = true;
+  const [resp] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === "POST" && r.url().endsWith("/lock/sign"), { timeout: 30000 }),
+    page.waitForEvent("load", { timeout: 30000 }),
+    form.locator("button").click(),
+  ]);
+  check(dialogs.length === 2 && dialogs[1].startsWith(`Sign ${name}?`), `confirm: ${JSON.stringify(dialogs)}`);
+  const flash = await text(page, "#flash");
+  check(resp.status() === 303 && (await page.locator("#flash.ok").count()) === 1 && flash.startsWith(`Signed ${node}`),
+    `after Sign (POST /lock/sign: HTTP ${resp.status()}): ${flash}`);
+  fs.mkdirSync(OUT, { recursive: true });
+  fs.writeFileSync(path.join(OUT, "signed-at"), `${Date.now() / 1000}\n`);
+  ok(`Sign: "${dialogs[1]}" dismissed sends nothing, accepted posts /lock/sign; the page says "${flash}"`);
+  check(cspViolations.length === 0, `CSP violations: ${cspViolations.join("; ")}`);
+  await context.close();
+}
+
 const browser = await launch();
 try {
   if (phase === "join") await join(browser);
   else if (phase === "verify") await verify(browser);
   else if (phase === "relogin") await relogin(browser);
   else if (phase === "online") await online(browser);
+  else if (phase === "lock-sign") await lockSign(browser);
   else fail(`unknown phase "${phase}"`);
 } finally {
   await browser.close();

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # End-to-end proof of issue #14 (tailnet lock): our test control with tailnet lock
 # (tests/interop/cmd/testctl, HTTPS + DERP on the rig's control host), tinytail as the subnet
-# router (LAN 192.0.2.0/24 behind it) and real tailscaled nodes A-E (own namespaces on the WAN
-# bridge, 198.18.0.21-25) driven with the pinned `tailscale lock` CLI. Each check prints what it
-# verified; the first failure stops the run with a non-zero exit.
+# router (LAN 192.0.2.0/24 behind it, its web page on 192.0.2.1:8088) and real tailscaled nodes
+# A-F (own namespaces on the WAN bridge, 198.18.0.21-26) driven with the pinned `tailscale lock`
+# CLI, and Debian's headless chromium on the LAN host (tests/browser/web.mjs lock-sign). Each
+# check prints what it verified; the first failure stops the run with a non-zero exit.
 #
-#   tests/e2e/lock.sh           (root; builds tinytail in debug unless TINYTAIL_BIN is set)
+#   tests/e2e/lock.sh           (root; runs tests/browser/setup and fails if the browser tooling
+#                                cannot be installed; builds tinytail in debug unless TINYTAIL_BIN
+#                                is set)
 #
 # Checks, in order (numbers are the issue's proofs):
 #   1  before init, `lock log` exits 1 with "Tailnet Lock is not enabled" on A (tailscale) and
@@ -18,11 +21,17 @@
 #      C's pings to the LAN host and to tinytail's 100.x get nothing, and tinytail counts C's
 #      handshakes as UnknownPeer drops; once the tailnet is quiet, `tinytail lock sign NODEKEY_C
 #      TLPUB_C`: C reaches the LAN host within 5 s, and A reaches C
+#   7: web Sign  F joins unsigned and is locked out; headless chromium on the LAN host sets the
+#      page's admin password (a setup code from `tinytail web setup-code` if the form asks for
+#      one), signs in, finds F in the tailnet-lock section and clicks its Sign button (dismissing
+#      the confirm sends nothing, accepting it signs): the page's note says signed; tinytail
+#      stops listing F and F reaches the LAN host within 5 s of the note; testctl has F
+#      signed_by tinytail's tlpub
 #   4  `tinytail lock add TLPUB_C` seen by A; `tailscale lock remove --re-sign=false TLPUB_C` on A
 #      seen by tinytail; `lock log --json` on tinytail and A: the same hashes, in the same order;
-#      removing tinytail's key without re-signing cuts C (signed by it) off on A and tinytail,
-#      adding it back brings C back; `tinytail lock remove TLPUB_A` (re-signing by default): A,
-#      B and tinytail, signed by A's key at init, keep their connectivity
+#      removing tinytail's key without re-signing cuts C and F (signed by it) off on A and
+#      tinytail, adding it back brings C back; `tinytail lock remove TLPUB_A` (re-signing by
+#      default): A, B and tinytail, signed by A's key at init, keep their connectivity
 #   7  restart (SIGTERM) and an unplugged power (SIGKILL right after a `lock add`): tinytail comes
 #      back with the lock state, catches up to testctl's head, and C still reaches the LAN
 #   6  D joins unsigned and is locked out; `tinytail lock disable` with a wrong secret is refused
@@ -32,13 +41,18 @@
 #   8  bad input: a malformed node key or tlpub, signing with no key, removing an unknown key:
 #      one-line errors, exit 1, head unchanged; no disablement secret or auth key in tinytail's
 #      log; `store info` lists the chain records without values
-# Not covered here: revoke-keys and signing pre-auth keys (not implemented by tinytail), the
-# web page's Sign button in a browser, a forged AUM from control (agent/src/tka.rs unit tests).
+# Not covered here: revoke-keys and signing pre-auth keys (not implemented by tinytail), a forged
+# AUM from control (agent/src/tka.rs unit tests).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
 RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
 export RIG
 
+# Check 7 (web Sign) needs chromium and playwright-core: as web.sh, install them here; when that
+# fails the run fails, it never skips the check.
+"$root/tests/browser/setup" ||
+  { echo "lock: FAIL tests/browser/setup failed: check 7 (web Sign) needs Debian's chromium and playwright-core" >&2; exit 1; }
 TT="$(source "$here/../rig/rig.sh"; rig_tinytail_bin lock)"
 pass() { printf 'lock: ok  %s\n' "$*"; }
 # Output is captured before grep looks at it: under pipefail, `cmd | grep -q` fails whenever
@@ -52,9 +66,9 @@ pass() { printf 'lock: ok  %s\n' "$*"; }
   rig_testctl_start -auth-key "$authkey"
   lan_host=192.0.2.10
 
-  # --- setup: tinytail on the router host, nodes a-e on the WAN bridge ----------------------
+  # --- setup: tinytail on the router host, nodes a-f on the WAN bridge ----------------------
   n=21
-  for name in a b c d e; do
+  for name in a b c d e f; do
     rig_add_ns "$name"
     rig_attach "$name" eth0 "p-$name" "198.18.0.$n/24"
     n=$((n + 1))
@@ -82,9 +96,12 @@ pass() { printf 'lock: ok  %s\n' "$*"; }
   mkdir -p "$tt_dir"
   tt_sock="$tt_dir/tinytail.sock"
   tt() { rig_exec rtr "$TT" --socket "$tt_sock" "$@"; }
+  # The page on the router's LAN address, for the browser on the LAN host (check 7: web Sign).
+  page_url="http://192.0.2.1:8088/"
   tt_start() {
     rm -f "$tt_sock" # a SIGKILLed agent leaves its socket behind
-    rig_bg rtr tinytail env SSL_CERT_FILE="$RIG_CA" "$TT" run --state "$tt_dir/state.img" --socket "$tt_sock"
+    rig_bg rtr tinytail env SSL_CERT_FILE="$RIG_CA" "$TT" run --state "$tt_dir/state.img" --socket "$tt_sock" \
+      --lan-interface lan0 --wan-interface wan0 --web-listen 192.0.2.1:8088
     TT_PID="$RIG_LAST_PID"
     rig_wait_for 10 "tinytail socket" test -S "$tt_sock" || rig_fail "tinytail run did not start"
   }
@@ -190,6 +207,44 @@ pass() { printf 'lock: ok  %s\n' "$*"; }
     rig_fail "3: testctl: C is not signed by tinytail: $(rig_testctl /debug/nodes | jq -c --arg k "$nk_c" '.[] | select(.nodekey == $k)')"
   pass "3: unsigned C locked out ($((drops_after - drops_before)) handshakes dropped), no reply from $lan_host or $tt_ip; tinytail lock sign: C reaches $lan_host in ${took} s, A reaches C"
 
+  # --- 7: web Sign: F joins unsigned, the page's Sign button signs it in headless chromium ------
+  join f
+  nk_f="$(nodekey f)"
+  rig_wait_for 15 "tinytail lists F as locked out" tt_filters "$nk_f" ||
+    rig_fail "7 web: tinytail does not list F: $(tt_json | jq -c .FilteredPeers)"
+  never_pings f "$lan_host" || rig_fail "7 web: unsigned F reaches the LAN host"
+  tt_trusts "$tl_tt" || rig_fail "7 web: tinytail's key is not trusted: $(tt_json | jq -c .TrustedKeys)"
+  rig_wait_for 10 "the page" rig_exec lan curl -sf -o /dev/null "$page_url" ||
+    rig_fail "7 web: no page on $page_url: $(tail -n 5 "$RIG_DIR/tinytail.log")"
+  # Captured whole, then its first line: `| head -n 1` can SIGPIPE the second line's write.
+  setup_code="$(tt web setup-code)" || rig_fail "7 web: tinytail web setup-code failed: $setup_code"
+  setup_code="${setup_code%%$'\n'*}"
+  [[ "$setup_code" =~ ^[2-9a-z]{12} ]] || rig_fail "7 web: tinytail web setup-code printed '$setup_code'"
+  web_out="$RIG_DIR/web"
+  mkdir -p "$web_out/traffic"
+  # As for the CLI's sign above: only on a quiet tailnet, so F's own churn cannot hide it.
+  rig_wait_for 30 "no node changed for 3 s" quiet || rig_fail "7 web: the tailnet never went quiet"
+  rig_exec lan env TT_URL="$page_url" TT_PASSWORD="lock-web-$RIG-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')" \
+    TT_SETUP_CODE="$setup_code" TT_NODE="$nk_f" TT_OUT="$web_out" TT_TRAFFIC="$web_out/traffic" HOME="$RIG_DIR" \
+    node "$root/tests/browser/web.mjs" lock-sign || rig_fail "7 web: the browser's lock-sign scenario failed"
+  signed_at="$(cat "$web_out/signed-at")"
+  since_sign() { echo "$(bench_now) - $signed_at" | bc | xargs printf '%.1f'; }
+  # Tinytail's share first: it lets F through within ~0.2 s of the note. F's path to tinytail
+  # then comes up at its next disco ping / handshake retry, on tailscaled's 5 s cadence, so the
+  # ping's time depends on where the sign falls in F's cycle (3.8-4.1 s in our runs).
+  rig_wait_for 5 "tinytail lets F through" eval '! tt_filters "$nk_f"' ||
+    rig_fail "7 web: tinytail still lists F as locked out $(since_sign) s after the page's Sign"
+  let_through="$(since_sign)"
+  rig_wait_for 5 "F reaches the LAN host after the page's Sign" can_ping f "$lan_host" ||
+    rig_fail "7 web: F cannot reach $lan_host after the page's Sign: tinytail filters $(tt_json | jq -c '[.FilteredPeers[].NodeKey]')"
+  took="$(since_sign)"
+  (($(echo "$took <= 5" | bc))) || rig_fail "7 web: F reached $lan_host ${took} s after the page's note (want <= 5 s)"
+  rig_testctl /debug/nodes | jq -e --arg k "$nk_f" --arg t "$tl_tt" \
+    '.[] | select(.nodekey == $k) | .signature_verifies and .signed_by == $t' >/dev/null ||
+    rig_fail "7 web: testctl: F is not signed by tinytail: $(rig_testctl /debug/nodes | jq -c --arg k "$nk_f" '.[] | select(.nodekey == $k)')"
+  grep -qF "tailnet lock: signed $nk_f" "$RIG_DIR/tinytail.log" || rig_fail "7 web: no 'signed' line in tinytail's log"
+  pass "7: web Sign: unsigned F locked out; in headless chromium the page's Sign button (confirm accepted) signed it: tinytail lets F through ${let_through} s and F reaches $lan_host ${took} s after the page's note, testctl has F signed_by tinytail's $(cut -c1-16 <<<"$tl_tt")…"
+
   # --- 4: add and remove, both ways; logs; cut off without re-signing; re-signing -------------
   out="$(tt lock add "$tl_c" 2>&1)" || rig_fail "4: tinytail lock add: $out"
   rig_wait_for 10 "A sees 4 trusted keys" eval '[[ "$(ntrusted a)" == 4 ]]' ||
@@ -216,7 +271,8 @@ pass() { printf 'lock: ok  %s\n' "$*"; }
   out="$(rig_ts a lock remove --re-sign=false "$tl_tt" 2>&1)" || rig_fail "4: remove tinytail's key: $out"
   rig_wait_for 10 "tinytail drops C (signed by a removed key)" tt_filters "$nk_c" ||
     rig_fail "4: tinytail still lets C through: $(tt_json | jq -c .FilteredPeers)"
-  [[ "$(tt_status | jq '.TailnetLock.FilteredCounts.BadSignature')" == 1 ]] ||
+  # C and F: both signed by tinytail's key (C by the CLI in 3, F from the page in 7).
+  [[ "$(tt_status | jq '.TailnetLock.FilteredCounts.BadSignature')" == 2 ]] ||
     rig_fail "4: FilteredCounts: $(tt_status | jq -c .TailnetLock.FilteredCounts)"
   tt_json | jq -e '.NodeKeySigned' >/dev/null || rig_fail "4: tinytail (signed by A's key) lost its signature"
   never_pings c "$lan_host" || rig_fail "4: C (signed by a removed key) still reaches the LAN host"
@@ -225,7 +281,7 @@ pass() { printf 'lock: ok  %s\n' "$*"; }
   # until C's own rekey timer (5 s + 10 s without a reply, as in wireguard-go) makes it handshake.
   rig_wait_for 25 "C reaches the LAN host again" can_ping c "$lan_host" ||
     rig_fail "4: C cannot reach the LAN host after tinytail's key came back: tinytail filters $(tt_json | jq -c '[.FilteredPeers[].DNSName]'), trusts $(tt_json | jq -c '[.TrustedKeys[].Public]'); C: $(lock_text c | head -n 3)"
-  pass "4: removing tinytail's key without re-signing cut C off (BadSignature on tinytail, no reply from $lan_host); adding it back restored C"
+  pass "4: removing tinytail's key without re-signing cut C and F off (BadSignature 2 on tinytail, no reply from $lan_host); adding it back restored C"
   out="$(tt lock remove "$tl_a" 2>&1)" || rig_fail "4: tinytail lock remove (re-sign): $out"
   rig_wait_for 10 "tinytail no longer trusts A's key" eval '! tt_trusts "$tl_a" && tt_synced' ||
     rig_fail "4: tinytail still trusts A's key"
