@@ -139,3 +139,138 @@ fn tcp_syn(src: Ipv4Addr, dst: Ipv4Addr, port: u16) -> [u8; 40] {
     p[33] = 0x02;
     p
 }
+
+/// Control's tailnet-lock answers, one JSON object per line: the first a `/machine/tka/bootstrap`
+/// answer, the rest `/machine/tka/sync/offer` answers. Each goes through what the sync does with
+/// it (`lock::sync`): decoding, `Lock::bootstrap` / `Lock::inform`, our missing AUMs for control,
+/// compaction, the store round trip, the peer filter and the status and log views. Nothing may
+/// panic; a chain reloaded from what was written must have the same head.
+pub fn tka_sync(data: &[u8]) {
+    use crate::tailcfg::{TkaBootstrapResponse, TkaSyncOfferResponse};
+    use crate::tka::{decode_base64_std, Lock};
+    use tinytail_core::tka::{missing_aums, SyncOffer};
+
+    let mut lines = data.split(|&b| b == b'\n');
+    let Some(first) = lines.next() else { return };
+    let mut lock = Lock::default();
+    let Ok(boot) = serde_json::from_slice::<TkaBootstrapResponse>(first) else { return };
+    let Some(genesis) = decode_base64_std(&boot.genesis_aum) else { return };
+    if lock.bootstrap(&genesis, 1).is_err() {
+        return;
+    }
+    let _ = decode_base64_std(&boot.disablement_secret);
+    let mut flash = std::collections::BTreeMap::new();
+    let mut meta = None;
+    // What `lock::persist` does, into a map standing in for flash.
+    let mut persist = |lock: &mut Lock| {
+        let changes = lock.take_changes();
+        for (name, value) in changes.puts {
+            flash.insert(name, value);
+        }
+        for name in changes.deletes {
+            flash.remove(&name);
+        }
+        meta = changes.meta;
+        lock.saved();
+    };
+    persist(&mut lock);
+    for (i, line) in lines.take(8).enumerate() {
+        let Ok(resp) = serde_json::from_slice::<TkaSyncOfferResponse>(line) else { continue };
+        let aums: Option<Vec<Vec<u8>>> = resp.missing_aums.iter().map(|a| decode_base64_std(a)).collect();
+        if let Some(aums) = aums.filter(|a| !a.is_empty()) {
+            let _ = lock.inform(&aums, 2 + i as u64);
+        }
+        if let (Ok(remote), Some(authority)) =
+            (SyncOffer::from_text(&resp.head, resp.ancestors.iter().map(String::as_str)), lock.authority())
+        {
+            let _ = missing_aums(lock.store(), authority, &remote, |_, _| Ok(()));
+        }
+        let _ = lock.compact(30 * 86_400 * (i as u64 + 1));
+        persist(&mut lock);
+    }
+    let records: Vec<(String, Vec<u8>)> = flash.into_iter().collect();
+    let (reloaded, _) = Lock::load(meta.as_deref(), &records);
+    assert_eq!(reloaded.head_text(), lock.head_text(), "the stored chain lost its head");
+    let netmap = NetMap::default();
+    let _ = lock.status_json(&netmap, None);
+    let _ = lock.log_json(64);
+    let _ = lock.log_text(64);
+}
+
+/// Seeds for [`tka_sync`]: real chains made with core's builders, as control would send them
+/// (a bootstrap, then sync answers adding, removing and no-op'ing keys, with a checkpoint).
+pub fn tka_sync_seeds() -> Vec<(String, Vec<u8>)> {
+    use tinytail_core::key::NlPublic;
+    use tinytail_core::tka::aum::build::{self as aum_build, Change};
+    use tinytail_core::tka::{verify, Aum, AumHash};
+
+    let seed = [7u8; 32];
+    let ours = NlPublic(verify::public_of(&seed));
+    let other = NlPublic(verify::public_of(&[9u8; 32]));
+    let sign = |prev: Option<&AumHash>, change: &Change<'_>| -> Vec<u8> {
+        let mut buf = vec![0u8; 4096];
+        let Ok(n) = aum_build::unsigned(&mut buf, prev, change) else { return Vec::new() };
+        let Ok(aum) = Aum::decode(&buf[..n]) else { return Vec::new() };
+        let sig = verify::sign(&seed, &aum.sig_hash());
+        let Ok(n) = aum_build::signed(&mut buf, prev, change, &[(ours.0, sig)]) else { return Vec::new() };
+        buf.truncate(n);
+        buf
+    };
+    let hash = |aum: &[u8]| Aum::decode(aum).map(|a| a.hash()).unwrap_or_default();
+    let b64 = crate::control::http1::base64;
+    let keys = [(ours, 1)];
+    let genesis = sign(
+        None,
+        &Change::Checkpoint { keys: &keys, disablement_values: &[[1; 32]], state_id1: 1, state_id2: 2 },
+    );
+    let mut chain = vec![genesis.clone()];
+    for i in 0..40 {
+        let prev = hash(chain.last().map(Vec::as_slice).unwrap_or_default());
+        let change = match i % 4 {
+            0 => Change::AddKey { key: other, votes: 2, meta: &[("purpose", "seed")] },
+            1 => Change::RemoveKey { key: other },
+            2 if i == 22 => {
+                Change::Checkpoint { keys: &keys, disablement_values: &[[1; 32]], state_id1: 1, state_id2: 2 }
+            }
+            _ => Change::NoOp,
+        };
+        chain.push(sign(Some(&prev), &change));
+    }
+    let boot = |aum: &[u8]| serde_json::json!({"GenesisAUM": b64(aum)}).to_string();
+    let offer = |aums: &[Vec<u8>]| {
+        let head = aums.last().map(|a| hash(a).to_string()).unwrap_or_default();
+        serde_json::json!({
+            "Head": head,
+            "Ancestors": [hash(&genesis).to_string()],
+            "MissingAUMs": aums.iter().map(|a| b64(a)).collect::<Vec<_>>(),
+        })
+        .to_string()
+    };
+    let mut seeds = vec![
+        ("seed-bootstrap-only".to_string(), boot(&genesis).into_bytes()),
+        ("seed-one-offer".to_string(), format!("{}\n{}", boot(&genesis), offer(&chain[1..5])).into_bytes()),
+        (
+            "seed-long-chain-compacted".to_string(),
+            format!("{}\n{}\n{}", boot(&genesis), offer(&chain[1..20]), offer(&chain[20..])).into_bytes(),
+        ),
+        (
+            "seed-disabled".to_string(),
+            serde_json::json!({"DisablementSecret": b64(&[1; 32])}).to_string().into_bytes(),
+        ),
+    ];
+    // A forged AUM: the last one with a flipped signature byte.
+    let mut forged = chain[4].clone();
+    if let Some(b) = forged.last_mut() {
+        *b ^= 1;
+    }
+    seeds.push((
+        "seed-forged-aum".to_string(),
+        format!(
+            "{}\n{}",
+            boot(&genesis),
+            offer(&[chain[1].clone(), chain[2].clone(), chain[3].clone(), forged])
+        )
+        .into_bytes(),
+    ));
+    seeds
+}

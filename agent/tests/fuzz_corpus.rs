@@ -2,12 +2,13 @@
 //! kept (agent/fuzz/corpus/TARGET, minimized with `cargo fuzz cmin`) and every seed and crash it
 //! found once (agent/fuzz/seeds/TARGET, kept readable and out of cmin's reach) is checked by
 //! `cargo test` on every target, qemu included. Targets: `map_response` (map poll messages into
-//! the netmap and the datapath config) and `web_request` (requests into the web page and API).
+//! the netmap and the datapath config), `web_request` (requests into the web page and API) and
+//! `tka_sync` (control's tailnet-lock answers into the lock state and the store).
 
 use std::fs;
 use std::path::Path;
 
-use tinytail_agent::fuzzing::{map_responses, replay};
+use tinytail_agent::fuzzing::{map_responses, replay, tka_sync, tka_sync_seeds};
 use tinytail_agent::web::fuzz::{requests, serve};
 
 /// Runs every seed and corpus input of `target` through `body`, naming the input that panics;
@@ -32,6 +33,26 @@ fn replay_corpus(target: &str, at_least: usize, body: fn(&[u8])) {
 #[test]
 fn every_map_response_corpus_input_applies_without_panicking() {
     replay_corpus("map_response", 1000, map_responses);
+}
+
+#[test]
+fn every_tka_sync_corpus_input_applies_without_panicking() {
+    replay_corpus("tka_sync", 1000, tka_sync);
+}
+
+/// The tka_sync seeds are real chains made by core's builders: the committed files are exactly
+/// what `tka_sync_seeds` makes (`TINYTAIL_WRITE_SEEDS=1 cargo test` rewrites them).
+#[test]
+fn tka_sync_seeds_are_the_generated_chains() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/tka_sync");
+    for (name, bytes) in tka_sync_seeds() {
+        let path = dir.join(&name);
+        if std::env::var_os("TINYTAIL_WRITE_SEEDS").is_some() {
+            fs::create_dir_all(&dir).expect("seed directory");
+            fs::write(&path, &bytes).expect("seed written");
+        }
+        assert_eq!(fs::read(&path).unwrap_or_default(), bytes, "{name} differs from the generated seed");
+    }
 }
 
 #[test]
