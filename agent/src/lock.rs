@@ -78,17 +78,7 @@ async fn sync(agent: &Agent, session: &Session) -> Result<(), String> {
     };
     let now = clock::unix_now().max(0) as u64;
     if !info.disabled && !enabled {
-        let resp: tailcfg::TkaBootstrapResponse = session
-            .tka(
-                "bootstrap",
-                &tailcfg::TkaBootstrapRequest {
-                    version: CAPABILITY_VERSION,
-                    node_key: node_key.clone(),
-                    head: String::new(),
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        let resp = bootstrap(session, node_key.clone(), String::new()).await.map_err(|e| e.to_string())?;
         let genesis = decode_base64_std(&resp.genesis_aum).ok_or("bootstrap: GenesisAUM is not base64")?;
         if genesis.is_empty() {
             return Err("bootstrap: control sent no genesis AUM".into());
@@ -97,17 +87,7 @@ async fn sync(agent: &Agent, session: &Session) -> Result<(), String> {
         persist(agent)?;
         log("tailnet lock: enabled (bootstrapped from control)");
     } else if info.disabled && enabled {
-        let resp: tailcfg::TkaBootstrapResponse = session
-            .tka(
-                "bootstrap",
-                &tailcfg::TkaBootstrapRequest {
-                    version: CAPABILITY_VERSION,
-                    node_key: node_key.clone(),
-                    head,
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        let resp = bootstrap(session, node_key.clone(), head).await.map_err(|e| e.to_string())?;
         let secret = decode_base64_std(&resp.disablement_secret).unwrap_or_default();
         let valid = !secret.is_empty() && check_disablement(agent, secret).await;
         if !valid {
@@ -195,6 +175,17 @@ fn persist(agent: &Agent) -> Result<(), String> {
     agent.store.save_tka(&changes.puts, &changes.deletes, changes.meta.as_deref())?;
     agent.lock().tka.saved();
     Ok(())
+}
+
+/// `/machine/tka/bootstrap`: the AUM to start from (with `head` empty), or the disablement
+/// secret once control disabled lock.
+async fn bootstrap(
+    session: &Session,
+    node_key: String,
+    head: String,
+) -> Result<tailcfg::TkaBootstrapResponse, crate::control::ControlError> {
+    let req = tailcfg::TkaBootstrapRequest { version: CAPABILITY_VERSION, node_key, head };
+    session.tka("bootstrap", &req).await
 }
 
 /// `/machine/tka/sync/send`: AUMs for control, which answers with its head after them.
