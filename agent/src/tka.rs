@@ -222,11 +222,15 @@ impl Lock {
     /// `FlashState::save_tka` and calls [`Lock::saved`] on success.
     pub fn take_changes(&mut self) -> Changes {
         let mut changes = Changes::default();
-        if self.purge_all {
-            changes.deletes = self.persisted.iter().map(ToString::to_string).collect();
+        // An AUM written again (the same genesis bootstrapped after the old chain was dropped)
+        // must not also be deleted: flash applies deletes after puts.
+        let gone = if self.purge_all {
+            self.persisted.iter().collect::<Vec<_>>()
         } else {
-            changes.deletes = self.purged.iter().map(ToString::to_string).collect();
-        }
+            self.purged.iter().collect()
+        };
+        changes.deletes =
+            gone.into_iter().filter(|h| !self.unsaved.contains(h)).map(ToString::to_string).collect();
         for hash in &self.unsaved {
             if let (Some(bytes), Some(time)) = (self.store.get(hash), self.store.committed_at(hash)) {
                 let mut value = time.to_le_bytes().to_vec();
@@ -245,7 +249,7 @@ impl Lock {
     /// The changes from the last [`Lock::take_changes`] are in flash.
     pub fn saved(&mut self) {
         if self.purge_all {
-            self.persisted.clear();
+            self.persisted.retain(|h| self.unsaved.contains(h));
             self.purge_all = false;
         }
         for hash in self.purged.drain(..) {
@@ -748,6 +752,25 @@ mod tests {
 
     fn lock_genesis_hash() -> AumHash {
         Aum::decode(&genesis()).unwrap().hash()
+    }
+
+    #[test]
+    fn bootstrapping_the_same_genesis_again_keeps_it_in_flash() {
+        let mut lock = Lock::default();
+        lock.bootstrap(&genesis(), 1).unwrap();
+        let (mut flash, mut meta) = (BTreeMap::new(), None);
+        apply(&mut flash, &mut meta, lock.take_changes());
+        lock.saved();
+        // The stored chain is dropped (as a load that fails to verify does), and control hands
+        // the same genesis back.
+        lock.clear();
+        lock.bootstrap(&genesis(), 2).unwrap();
+        let changes = lock.take_changes();
+        assert!(changes.deletes.is_empty(), "{:?}", changes.deletes);
+        apply(&mut flash, &mut meta, changes);
+        lock.saved();
+        let records: Vec<(String, Vec<u8>)> = flash.into_iter().collect();
+        assert_eq!(Lock::load(meta.as_deref(), &records).0.head_text(), lock.head_text());
     }
 
     #[test]
