@@ -26,23 +26,19 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"log"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 
-	"tailscale.com/derp/derpserver"
-	"tailscale.com/net/stunserver"
 	"tailscale.com/net/tsaddr"
 	"tailscale.com/tailcfg"
 	"tailscale.com/tstest/integration/testcontrol"
 	"tailscale.com/types/key"
+	"tinytail.test/interop/internal/rigderp"
 )
 
 // fakeUser owns every fake node (no real node gets this ID: testcontrol numbers users from 1).
@@ -205,38 +201,7 @@ func (p *pusher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]any{"node": host, "peers": total, "bytes": len(body)})
 }
 
-// serveDERP adds a DERP server (/derp on mux, which must be served over TLS as host) and a STUN
-// server on ip:3478, and gives ctl a DERP map of that one region, 999.
+// serveDERP serves DERP and STUN as the rig's region 999 (see rigderp) and gives ctl its map.
 func serveDERP(ctl *testcontrol.Server, mux *http.ServeMux, host, ip string) {
-	d := derpserver.New(key.NewNode(), log.Printf)
-	mux.Handle("/derp", derpserver.Handler(d))
-	mux.HandleFunc("/derp/probe", derpserver.ProbeHandler)
-	mux.HandleFunc("/derp/latency-check", derpserver.ProbeHandler)
-	mux.HandleFunc("/generate_204", derpserver.ServeNoContent)
-	// tailscaled asks its DERP servers to resolve the control host too; testcontrol would panic
-	// on the unknown path, so answer it (JSON: name -> addresses).
-	mux.HandleFunc("/bootstrap-dns", func(w http.ResponseWriter, r *http.Request) {
-		answer := map[string][]string{}
-		if r.URL.Query().Get("q") == host {
-			answer[host] = []string{ip}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(answer)
-	})
-	stun := stunserver.New(context.Background())
-	if err := stun.Listen(net.JoinHostPort(ip, "3478")); err != nil {
-		log.Fatalf("control: stun: %v", err)
-	}
-	go stun.Serve()
-	ctl.DERPMap = &tailcfg.DERPMap{Regions: map[int]*tailcfg.DERPRegion{
-		999: {
-			RegionID:   999,
-			RegionCode: "rig",
-			RegionName: "tinytail rig DERP",
-			Nodes: []*tailcfg.DERPNode{{
-				Name: "999a", RegionID: 999, HostName: host, IPv4: ip, IPv6: "none",
-				STUNPort: 3478, DERPPort: 443,
-			}},
-		},
-	}}
+	ctl.DERPMap = rigderp.Serve(mux, host, ip, 443)
 }
