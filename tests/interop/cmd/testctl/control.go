@@ -74,6 +74,8 @@ type server struct {
 	// disablementSecret is set when lock was disabled: bootstrap hands it to nodes so they can
 	// check it against their own state before dropping it.
 	disablementSecret []byte
+
+	dns setDNS // /machine/set-dns (setdns.go)
 }
 
 func newServer(authKey, domain string) *server {
@@ -134,6 +136,8 @@ func (s *server) serveMachine(w http.ResponseWriter, r *http.Request, mkey key.M
 		s.serveMap(w, r, mkey)
 	case strings.HasPrefix(p, "/machine/tka/"):
 		s.serveTKA(w, r, mkey)
+	case p == "/machine/set-dns":
+		s.serveSetDNS(w, r, mkey)
 	case p == "/machine/update-health":
 		io.Copy(io.Discard, io.LimitReader(r.Body, bodyLimit))
 		w.WriteHeader(http.StatusOK)
@@ -375,7 +379,7 @@ func (s *server) mapResponseLocked(n *node) *tailcfg.MapResponse {
 		PacketFilter:    tailcfg.FilterAllowAll,
 		UserProfiles:    []tailcfg.UserProfile{profile},
 		CollectServices: opt.False,
-		DNSConfig:       &tailcfg.DNSConfig{CertDomains: []string{strings.TrimSuffix(self.Name, ".")}},
+		DNSConfig:       &tailcfg.DNSConfig{CertDomains: s.certDomains(n)},
 	}
 	for _, p := range s.nodes { // already in ID order
 		if p != n {

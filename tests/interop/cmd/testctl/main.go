@@ -14,19 +14,27 @@
 //
 // Deliberately lacking: interactive login (registration needs an auth key), ACLs (the packet
 // filter allows everything), route approval (every advertised route, exit routes too, is
-// approved), node expiry, ephemeral nodes, DNS beyond the MagicDNS domain name, c2n, set-dns,
-// persistence (state is in memory and dies with the process), more than one user or tailnet.
+// approved), node expiry, ephemeral nodes, DNS beyond the MagicDNS domain name and CertDomains,
+// c2n, persistence (state is in memory and dies with the process), more than one user or tailnet.
+//
+// Certificates: every node's DNSConfig.CertDomains is its MagicDNS name (HOST.DOMAIN), and with
+// -challtestsrv, POST /machine/set-dns puts the node's DNS-01 TXT record
+// (_acme-challenge.HOST.DOMAIN) into pebble-challtestsrv, so `tailscale cert` works against
+// Pebble (tests/e2e/cert.sh; setdns.go).
 //
 // Admin HTTP for scripts, on the same listener (plain HTTP(S), not Noise):
 //
 //	GET /debug/nodes  JSON list of nodes (see debugNode)
 //	GET /debug/tka    JSON tailnet lock state (see debugTKA)
 //	POST /debug/tka/grow?aums=N  turn lock on with an N-AUM chain of testctl's own (bench/tka.sh)
+//	GET /debug/set-dns  JSON list of the TXT records set-dns forwarded (see debugSetDNS)
+//	POST /debug/set-dns/tamper?on=true|false  forward wrong TXT values (negative tests)
 //
 // Usage:
 //
 //	testctl -listen 198.18.0.10:443 -tls-cert control.crt -tls-key control.key \
-//	  -derp-host control.tinytail.test [-auth-key KEY] [-magicdns tail1234.ts.net]
+//	  -derp-host control.tinytail.test [-auth-key KEY] [-magicdns tail1234.ts.net] \
+//	  [-challtestsrv http://198.18.0.10:8055]
 package main
 
 import (
@@ -49,6 +57,7 @@ func main() {
 	derpHost := flag.String("derp-host", "", "with -tls-cert: serve DERP and STUN as region 999 under this name")
 	authKey := flag.String("auth-key", "", "when set, registration needs exactly this auth key (else any non-empty key)")
 	magicDNS := flag.String("magicdns", "tail1234.ts.net", "MagicDNS domain: nodes are named HOST.DOMAIN.")
+	challtestsrv := flag.String("challtestsrv", "", "pebble-challtestsrv management URL: /machine/set-dns puts TXT records there (else set-dns answers 501)")
 	flag.Parse()
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 
@@ -58,12 +67,15 @@ func main() {
 		os.Exit(1)
 	}
 	s := newServer(*authKey, *magicDNS)
+	s.dns.challtestsrv = strings.TrimRight(*challtestsrv, "/")
 	mux := http.NewServeMux()
 	mux.HandleFunc("/key", s.serveKey)
 	mux.HandleFunc("/ts2021", s.serveNoiseUpgrade)
 	mux.HandleFunc("GET /debug/nodes", s.serveDebugNodes)
 	mux.HandleFunc("GET /debug/tka", s.serveDebugTKA)
 	mux.HandleFunc("POST /debug/tka/grow", s.serveDebugTKAGrow)
+	mux.HandleFunc("GET /debug/set-dns", s.serveDebugSetDNS)
+	mux.HandleFunc("POST /debug/set-dns/tamper", s.serveDebugSetDNSTamper)
 	if *tlsCert != "" {
 		if *derpHost != "" {
 			addr := ln.Addr().(*net.TCPAddr)

@@ -500,3 +500,160 @@ func TestGrow(t *testing.T) {
 		}
 	}
 }
+
+// fakeChalltestsrv records the /set-txt calls pebble-challtestsrv would get; fail makes it answer
+// 500.
+type fakeChalltestsrv struct {
+	*httptest.Server
+	got  []map[string]string
+	fail bool
+}
+
+func newFakeChalltestsrv(t *testing.T) *fakeChalltestsrv {
+	f := &fakeChalltestsrv{}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]string
+		if r.Method != "POST" || r.URL.Path != "/set-txt" || json.NewDecoder(r.Body).Decode(&body) != nil {
+			http.Error(w, "bad request", 400)
+			return
+		}
+		if f.fail {
+			http.Error(w, "challtestsrv is down", 500)
+			return
+		}
+		f.got = append(f.got, body)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+// setDNSReq is what tailscaled's DNS-01 step sends.
+func setDNSReq(nk key.NodePublic, name, typ, value string) tailcfg.SetDNSRequest {
+	return tailcfg.SetDNSRequest{Version: 141, NodeKey: nk, Name: name, Type: typ, Value: value}
+}
+
+// POST /machine/set-dns: a node's own _acme-challenge TXT record reaches challtestsrv (with the
+// trailing dot) and the node gets {}; everything else is refused with one line and reaches
+// nothing.
+func TestSetDNS(t *testing.T) {
+	fake := newFakeChalltestsrv(t)
+	s := newServer("", "tail1234.ts.net")
+	s.dns.challtestsrv = fake.URL
+	a, b, a2 := newTestNode(), newTestNode(), newTestNode()
+	register(t, s, a, "a")
+	register(t, s, b, "b")
+	register(t, s, a2, "A") // the same label: a-3
+	for _, c := range []struct {
+		n    testNode
+		want string
+	}{{a, "a.tail1234.ts.net"}, {b, "b.tail1234.ts.net"}, {a2, "a-3.tail1234.ts.net"}} {
+		if got, want := s.testMap(t, c.n).DNSConfig.CertDomains, c.want; len(got) != 1 || got[0] != want {
+			t.Fatalf("CertDomains %q, want [%q]", got, want)
+		}
+	}
+
+	code, body := call(t, s, a.mkey, "POST", "/machine/set-dns", setDNSReq(a.nk.Public(), "_acme-challenge.a.tail1234.ts.net", "TXT", "v1"))
+	mustOK(t, "set-dns", code, body)
+	if strings.TrimSpace(string(body)) != "{}" {
+		t.Fatalf("set-dns reply %q, want {}", body)
+	}
+	if len(fake.got) != 1 || fake.got[0]["host"] != "_acme-challenge.a.tail1234.ts.net." || fake.got[0]["value"] != "v1" {
+		t.Fatalf("challtestsrv got %v", fake.got)
+	}
+	code, body = call(t, s, a2.mkey, "POST", "/machine/set-dns", setDNSReq(a2.nk.Public(), "_acme-challenge.a-3.tail1234.ts.net", "TXT", "v2"))
+	mustOK(t, "set-dns for a-3", code, body)
+	if len(fake.got) != 2 || fake.got[1]["host"] != "_acme-challenge.a-3.tail1234.ts.net." {
+		t.Fatalf("challtestsrv got %v", fake.got)
+	}
+
+	stranger := newTestNode()
+	for _, c := range []struct {
+		what string
+		from testNode
+		body any
+		code int
+	}{
+		{"wrong type", a, setDNSReq(a.nk.Public(), "_acme-challenge.a.tail1234.ts.net", "A", "v"), 400},
+		{"lower-case type", a, setDNSReq(a.nk.Public(), "_acme-challenge.a.tail1234.ts.net", "txt", "v"), 400},
+		{"empty value", a, setDNSReq(a.nk.Public(), "_acme-challenge.a.tail1234.ts.net", "TXT", ""), 400},
+		{"another node's name", a, setDNSReq(a.nk.Public(), "_acme-challenge.b.tail1234.ts.net", "TXT", "v"), 403},
+		{"the a-3 node's name", a, setDNSReq(a.nk.Public(), "_acme-challenge.a-3.tail1234.ts.net", "TXT", "v"), 403},
+		{"no challenge prefix", a, setDNSReq(a.nk.Public(), "a.tail1234.ts.net", "TXT", "v"), 403},
+		{"a name under its own", a, setDNSReq(a.nk.Public(), "_acme-challenge.x.a.tail1234.ts.net", "TXT", "v"), 403},
+		{"a longer name", a, setDNSReq(a.nk.Public(), "_acme-challenge.a.tail1234.ts.net.evil.test", "TXT", "v"), 403},
+		{"another domain", a, setDNSReq(a.nk.Public(), "_acme-challenge.a.example.com", "TXT", "v"), 403},
+		{"another node's key", a, setDNSReq(b.nk.Public(), "_acme-challenge.b.tail1234.ts.net", "TXT", "v"), 403},
+		{"an unknown key", stranger, setDNSReq(stranger.nk.Public(), "_acme-challenge.a.tail1234.ts.net", "TXT", "v"), 403},
+		{"no key", a, setDNSReq(key.NodePublic{}, "_acme-challenge.a.tail1234.ts.net", "TXT", "v"), 403},
+		{"bad JSON", a, "{", 400},
+		{"a list", a, "[]", 400},
+	} {
+		code, body := call(t, s, c.from.mkey, "POST", "/machine/set-dns", c.body)
+		if code != c.code || strings.Count(strings.TrimSpace(string(body)), "\n") != 0 || !strings.HasPrefix(string(body), "set-dns: ") && c.code != 400 {
+			t.Errorf("%s: %d %q, want %d and one line", c.what, code, body, c.code)
+		}
+	}
+	if code, body := call(t, s, a.mkey, "GET", "/machine/set-dns", setDNSReq(a.nk.Public(), "_acme-challenge.a.tail1234.ts.net", "TXT", "v")); code != 405 {
+		t.Errorf("GET: %d %s", code, body)
+	}
+	if len(fake.got) != 2 {
+		t.Fatalf("a refused request reached challtestsrv: %v", fake.got)
+	}
+
+	// A trailing dot and another case are the same name.
+	code, body = call(t, s, b.mkey, "POST", "/machine/set-dns", setDNSReq(b.nk.Public(), "_ACME-challenge.B.tail1234.ts.net.", "TXT", "v3"))
+	mustOK(t, "set-dns with a trailing dot", code, body)
+	if len(fake.got) != 3 || fake.got[2]["host"] != "_acme-challenge.b.tail1234.ts.net." {
+		t.Fatalf("challtestsrv got %v", fake.got)
+	}
+
+	// challtestsrv failing or gone: 502, and tailscaled sees why.
+	fake.fail = true
+	code, body = call(t, s, a.mkey, "POST", "/machine/set-dns", setDNSReq(a.nk.Public(), "_acme-challenge.a.tail1234.ts.net", "TXT", "v"))
+	if code != 502 || !strings.Contains(string(body), "challtestsrv is down") {
+		t.Fatalf("challtestsrv 500: %d %s", code, body)
+	}
+	fake.fail = false
+	s.dns.challtestsrv = "http://127.0.0.1:1"
+	code, body = call(t, s, a.mkey, "POST", "/machine/set-dns", setDNSReq(a.nk.Public(), "_acme-challenge.a.tail1234.ts.net", "TXT", "v"))
+	if code != 502 {
+		t.Fatalf("challtestsrv unreachable: %d %s", code, body)
+	}
+	s.dns.challtestsrv = ""
+	code, body = call(t, s, a.mkey, "POST", "/machine/set-dns", setDNSReq(a.nk.Public(), "_acme-challenge.a.tail1234.ts.net", "TXT", "v"))
+	if code != 501 {
+		t.Fatalf("without -challtestsrv: %d %s", code, body)
+	}
+	s.dns.challtestsrv = fake.URL
+
+	// Tampering (admin HTTP): challtestsrv gets a value of the same shape that is not the node's.
+	admin := func(method, target string) (int, []byte) {
+		req := httptest.NewRequest(method, "https://unused"+target, nil)
+		rec := httptest.NewRecorder()
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /debug/set-dns", s.serveDebugSetDNS)
+		mux.HandleFunc("POST /debug/set-dns/tamper", s.serveDebugSetDNSTamper)
+		recoverer(mux).ServeHTTP(rec, req)
+		return rec.Code, rec.Body.Bytes()
+	}
+	if code, body := admin("POST", "/debug/set-dns/tamper?on=maybe"); code != 400 {
+		t.Fatalf("tamper?on=maybe: %d %s", code, body)
+	}
+	code, body = admin("POST", "/debug/set-dns/tamper?on=true")
+	mustOK(t, "tamper on", code, body)
+	value := "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+	code, body = call(t, s, a.mkey, "POST", "/machine/set-dns", setDNSReq(a.nk.Public(), "_acme-challenge.a.tail1234.ts.net", "TXT", value))
+	mustOK(t, "set-dns tampered", code, body)
+	if got := fake.got[len(fake.got)-1]["value"]; got == value || len(got) != len(value) {
+		t.Fatalf("tampered value %q (sent %q)", got, value)
+	}
+	code, body = admin("POST", "/debug/set-dns/tamper?on=false")
+	mustOK(t, "tamper off", code, body)
+	code, body = admin("GET", "/debug/set-dns")
+	mustOK(t, "debug/set-dns", code, body)
+	var recs []debugSetDNS
+	if err := json.Unmarshal(body, &recs); err != nil || len(recs) != 4 || !recs[3].Tampered || recs[3].Value != value ||
+		recs[0].Host != "_acme-challenge.a.tail1234.ts.net." || recs[0].Node != 1 || recs[0].Tampered {
+		t.Fatalf("debug/set-dns: %s (%v)", body, err)
+	}
+}
