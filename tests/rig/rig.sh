@@ -26,7 +26,12 @@
 #   rig_hs ARGS...                 headscale CLI against the rig's server
 #   rig_hs_node_online NAME        true when Headscale shows node NAME online
 #   rig_authkey [FLAGS...]         print a new pre-auth key (reusable, 1h) of the rig's user
-#   rig_tailscaled_start NS NAME   start a tailscaled in NS (state in $RIG_DIR/NAME)
+#   rig_pebble_start [SECONDS]     start Pebble (ACME test CA, certificates valid SECONDS) and
+#                                  pebble-challtestsrv (its DNS) on the control host; exports
+#                                  PEBBLE_DIR, PEBBLE_ROOTS_URL, CHALLTESTSRV_URL; a testctl started
+#                                  after it gets -challtestsrv
+#   rig_tailscaled_start NS NAME [VAR=VALUE...]  start a tailscaled in NS (state in $RIG_DIR/NAME),
+#                                  with VAR=VALUE... in its environment
 #   rig_ts NAME ARGS...            tailscale CLI for that tailscaled
 #   rig_wait_for SECONDS DESC CMD...  retry CMD until it succeeds or time runs out
 #   rig_tinytail_bin PREFIX        the binary under test ($TINYTAIL_BIN or a debug build)
@@ -220,11 +225,14 @@ rig_testcontrol_start() {
 # rig_testctl_start [FLAGS...]: tests/interop/cmd/testctl on the control host, HTTPS on 443 with
 # the rig's CA and DERP/STUN as region 999 (as Headscale: tailscaled redials control on 443, and
 # only reaches Running with a home DERP); exports TC_URL.
+# With rig_pebble_start run before, testctl gets -challtestsrv $CHALLTESTSRV_URL (set-dns works).
 rig_testctl_start() {
   [[ -n "${RIG_CA:-}" ]] || rig_make_ca
+  local dns=()
+  [[ -z "${CHALLTESTSRV_URL:-}" ]] || dns=(-challtestsrv "$CHALLTESTSRV_URL")
   rig_bg ctl testctl "$(rig_peers)/testctl" -listen 198.18.0.10:443 \
     -tls-cert "$RIG_DIR/pki/control.crt" -tls-key "$RIG_DIR/pki/control.key" \
-    -derp-host "$RIG_CONTROL_HOST" "$@"
+    -derp-host "$RIG_CONTROL_HOST" "${dns[@]}" "$@"
   export TC_URL="https://$RIG_CONTROL_HOST"
   rig_wait_for 30 "testctl /key" rig_exec ctl curl -sf --cacert "$RIG_CA" "$TC_URL/key?v=115" ||
     { tail -n 20 "$RIG_DIR/testctl.log" >&2; rig_fail "testctl did not start"; }
@@ -232,6 +240,49 @@ rig_testctl_start() {
 }
 
 rig_testctl() { rig_exec ctl curl -sf --cacert "$RIG_CA" "$TC_URL$1"; }
+
+# rig_pebble_start [SECONDS]: Debian's pebble (an RFC 8555 test CA) and pebble-challtestsrv on the
+# control host, for certificate tests (tests/e2e/cert.sh).
+#   challtestsrv  DNS on 198.18.0.10:8053 (UDP and TCP) answering what its management API on
+#                 198.18.0.10:8055 was given (POST /set-txt {"host": "NAME.", "value": V}; testctl's
+#                 -challtestsrv does that for set-dns); exported as CHALLTESTSRV_URL
+#   pebble        ACME directory https://198.18.0.10:14000/dir (PEBBLE_DIR), served with the control
+#                 host's certificate from the rig CA, so SSL_CERT_FILE=$RIG_CA trusts it; management
+#                 on :15000, whose /roots/0 (PEBBLE_ROOTS_URL, same CA) is the root issued chains end
+#                 at (a new one every start)
+# Pebble validates every DNS-01 challenge for real against challtestsrv: PEBBLE_VA_ALWAYS_VALID is
+# removed from its environment, no authorization is reused (PEBBLE_AUTHZREUSE=0: each order is
+# validated), no nonce is rejected at random (PEBBLE_WFE_NONCEREJECT=0) and validation does not
+# sleep (PEBBLE_VA_NOSLEEP=1). Certificates are valid for SECONDS (default $RIG_PEBBLE_VALIDITY,
+# else 3600). Start it before rig_testctl_start.
+rig_pebble_start() {
+  local validity="${1:-${RIG_PEBBLE_VALIDITY:-3600}}" d="$RIG_DIR/pebble"
+  [[ "$validity" =~ ^[1-9][0-9]*$ ]] || rig_fail "rig_pebble_start: validity $validity is not a number of seconds"
+  command -v pebble >/dev/null && command -v pebble-challtestsrv >/dev/null ||
+    rig_fail "rig_pebble_start: pebble and pebble-challtestsrv are missing (Debian package pebble)"
+  [[ -n "${RIG_CA:-}" ]] || rig_make_ca
+  mkdir -p "$d"
+  cat >"$d/config.json" <<EOF
+{"pebble": {
+  "listenAddress": "198.18.0.10:14000", "managementListenAddress": "198.18.0.10:15000",
+  "certificate": "$RIG_DIR/pki/control.crt", "privateKey": "$RIG_DIR/pki/control.key",
+  "httpPort": 5002, "tlsPort": 5001, "ocspResponderURL": "", "externalAccountBindingRequired": false,
+  "certificateValidityPeriod": $validity}}
+EOF
+  # The flag is -dns01 in Debian's 2.4.0 (-dnsserver in later releases).
+  rig_bg ctl challtestsrv pebble-challtestsrv -defaultIPv4 198.18.0.10 -defaultIPv6 "" \
+    -http01 "" -https01 "" -tlsalpn01 "" -dns01 198.18.0.10:8053 -management 198.18.0.10:8055
+  export CHALLTESTSRV_URL="http://198.18.0.10:8055"
+  # Any HTTP answer (404 at /) means the management API is up.
+  rig_wait_for 20 "challtestsrv management" rig_exec ctl curl -s -o /dev/null "$CHALLTESTSRV_URL/" ||
+    { tail -n 20 "$RIG_DIR/challtestsrv.log" >&2; rig_fail "pebble-challtestsrv did not start"; }
+  rig_bg ctl pebble env -u PEBBLE_VA_ALWAYS_VALID PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 \
+    PEBBLE_AUTHZREUSE=0 pebble -config "$d/config.json" -dnsserver 198.18.0.10:8053 -strict
+  export PEBBLE_DIR="https://198.18.0.10:14000/dir" PEBBLE_ROOTS_URL="https://198.18.0.10:15000/roots/0"
+  rig_wait_for 30 "pebble directory" rig_exec ctl curl -sf --cacert "$RIG_CA" "$PEBBLE_DIR" ||
+    { tail -n 20 "$RIG_DIR/pebble.log" >&2; rig_fail "pebble did not start"; }
+  rig_log "pebble up at $PEBBLE_DIR (certificates valid ${validity}s), challtestsrv at $CHALLTESTSRV_URL, DNS 198.18.0.10:8053"
+}
 
 rig_hs() {
   "$(rig_peers)/headscale" -c "$RIG_DIR/headscale/config.yaml" --force "$@"
@@ -246,11 +297,13 @@ rig_authkey() {
   rig_hs preauthkeys create --user "$HS_USER_ID" --reusable --expiration 1h -o json "$@" | jq -r '.key'
 }
 
+# rig_tailscaled_start NS NAME [VAR=VALUE...]: the VAR=VALUEs (e.g. TS_DEBUG_ACME_DIRECTORY_URL)
+# go into tailscaled's environment, after SSL_CERT_FILE=$RIG_CA (so they may override it).
 rig_tailscaled_start() {
   local ns="$1" name="$2" d="$RIG_DIR/$2"
   mkdir -p "$d"
   # TUN names are per namespace, but keep them unique anyway for readable logs.
-  rig_bg "$ns" "$name" env SSL_CERT_FILE="$RIG_CA" "$(rig_peers)/tailscaled" \
+  rig_bg "$ns" "$name" env SSL_CERT_FILE="$RIG_CA" "${@:3}" "$(rig_peers)/tailscaled" \
     --state="$d/tailscaled.state" --statedir="$d" --socket="$d/tailscaled.sock" \
     --tun="ts-$name" --port=41641 --no-logs-no-support
   rig_wait_for 30 "$name's socket" test -S "$d/tailscaled.sock" || rig_fail "tailscaled $name did not start"
