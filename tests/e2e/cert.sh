@@ -8,8 +8,8 @@
 # certificate). Each check prints what it verified; the first failure stops the run with a
 # non-zero exit.
 #
-#   tests/e2e/cert.sh    (root; installs Debian's pebble if it is missing; TINYTAIL_BIN is
-#                         accepted and unused: tinytail has no ACME client yet)
+#   tests/e2e/cert.sh    (root; needs Debian's pebble from scripts/setup-toolchain; TINYTAIL_BIN
+#                         is accepted and unused: tinytail has no ACME client yet)
 #
 # Checks, in order:
 #   1  setup: Pebble (certificates valid 3600 s), challtestsrv, testctl with -challtestsrv; A and B
@@ -35,12 +35,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
 export RIG
 
-# Pebble comes from Debian; install it here when it is missing (idempotent).
+# Pebble comes from Debian (scripts/setup-toolchain installs it).
 if ! command -v pebble >/dev/null || ! command -v pebble-challtestsrv >/dev/null; then
-  echo "cert: installing Debian's pebble" >&2
-  apt-get update -qq || echo "cert: apt-get update reported errors; continuing" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pebble >&2 ||
-    { echo "cert: FAIL apt-get install pebble failed" >&2; exit 1; }
+  echo "cert: FAIL Debian's pebble is missing (run scripts/setup-toolchain)" >&2
+  exit 1
 fi
 pass() { printf 'cert: ok  %s\n' "$*"; }
 # Output is captured before grep looks at it: under pipefail, `cmd | grep -q` fails whenever
