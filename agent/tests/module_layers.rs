@@ -22,6 +22,7 @@ const LAYERS: &[&str] = &[
     "wgconfig",
     "magicsock",
     "shared",
+    "cert",
     "status",
     "lock",
     "node",
