@@ -13,7 +13,7 @@ use tinytail_core::key::AuthKey;
 use tinytail_hal::board::Board;
 
 use crate::daemon::{self, RunOptions};
-use crate::ipc::{LockArgs, Reply, Request, UpArgs, DEFAULT_SOCKET};
+use crate::ipc::{CertArgs, LockArgs, Reply, Request, UpArgs, DEFAULT_SOCKET};
 use crate::prefix::Prefix;
 
 /// Version information stamped by build.rs.
@@ -59,11 +59,16 @@ commands:
   lock disablement-kdf HEX: the disablement value of a secret
   lock revoke-keys [--fork-from HASH] TLPUB...: start revoking keys retroactively; then
                   --cosign AUM on other trusted nodes, --finish AUM to submit
+  cert        [--cert-file F] [--key-file F] [--min-validity D] DOMAIN: get (or reuse) an HTTPS
+                certificate for this node's name and write it (F = - for stdout); the agent keeps
+                and renews its own copy for the web page, files written here are not renewed
+                --status [--json] [DOMAIN]: each certificate's status and renewal
+                --dns-hook PATH: publish DNS-01 records with PATH set|clear NAME VALUE from now on
+                (for control servers without set-dns, such as Headscale); --dns-hook \"\" removes it
   help        print this help
 
 Every verb but version, board, store and help takes --socket PATH (default /var/run/tinytail/tinytail.sock),
 before the verb (as `tailscale --socket=PATH status`) or after it.
-Not yet implemented (see README, \"Status\"): cert.
 ";
 
 /// Exit code for usage errors (as Go's flag package).
@@ -106,6 +111,7 @@ pub fn run(args: &[String], board: &Board, build: &Build) -> ExitCode {
         Some("store") => return crate::store_cmd::run(rest, board),
         Some("web") => cmd_web(rest),
         Some("lock") => cmd_lock(rest),
+        Some("cert") => cmd_cert(rest),
         None | Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             if verb.is_none() {
@@ -121,7 +127,7 @@ pub fn run(args: &[String], board: &Board, build: &Build) -> ExitCode {
 
 /// Verbs that talk to (or are) the agent, and so take `--socket`.
 const SOCKET_VERBS: &[&str] =
-    &["run", "up", "down", "logout", "status", "ip", "ping", "netcheck", "web", "lock"];
+    &["run", "up", "down", "logout", "status", "ip", "ping", "netcheck", "web", "lock", "cert"];
 /// Verbs whose first argument is a sub-verb (`web setup-code`): global flags go after it.
 const SUB_VERBS: &[&str] = &["web", "lock"];
 
@@ -484,7 +490,7 @@ fn cmd_up(args: &[String]) -> Result<(), Failure> {
             Ok(())
         }
         Reply::Error(e) => Err(Failure::Failed(e)),
-        Reply::AuthUrl(_) => Err(Failure::Failed("agent ended the reply early".into())),
+        Reply::AuthUrl(_) | Reply::Progress(_) => Err(Failure::Failed("agent ended the reply early".into())),
     }
 }
 
@@ -527,7 +533,7 @@ fn cmd_ping(args: &[String]) -> Result<(), Failure> {
             }
             Reply::Error(e) if e.starts_with("timeout") => println!("{e}"),
             Reply::Error(e) => return Err(Failure::Failed(e)),
-            Reply::AuthUrl(_) => return Err(Failure::Failed("unexpected reply".into())),
+            Reply::AuthUrl(_) | Reply::Progress(_) => return Err(Failure::Failed("unexpected reply".into())),
         }
         if i + 1 < count {
             std::thread::sleep(std::time::Duration::from_secs(1));
@@ -630,18 +636,135 @@ fn cmd_ip(args: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `tinytail cert`, as `tailscale cert`: the certificate and key go to files (default
+/// `DOMAIN.crt` and `DOMAIN.key` here, `-` for stdout), the key file 0600, both written
+/// atomically and left alone when unchanged.
+fn cmd_cert(args: &[String]) -> Result<(), Failure> {
+    let spec = [
+        SOCKET_FLAG,
+        ("cert-file", Kind::Value),
+        ("key-file", Kind::Value),
+        ("min-validity", Kind::Value),
+        ("status", Kind::Bool),
+        ("json", Kind::Bool),
+        ("dns-hook", Kind::Value),
+    ];
+    let (flags, rest) = Flags::parse_prefix(args, &spec)?;
+    let (domain, trailing) = match rest {
+        [] => (None, &[][..]),
+        [domain, trailing @ ..] => (Some(domain.clone()), trailing),
+    };
+    // Flags after the domain too, as people type them.
+    let more = Flags::parse(trailing, &spec)?;
+    let flags = Flags(flags.0.into_iter().chain(more.0).collect());
+    let min_validity_secs = match flags.get("min-validity") {
+        None => 0,
+        Some(d) => go_duration_secs(d).ok_or_else(|| {
+            Failure::Usage(format!("invalid value \"{d}\" for -min-validity: use a duration like 720h"))
+        })?,
+    };
+    let status = flags.bool("status") == Some(true);
+    let request = Request::Cert(CertArgs {
+        domain: domain.clone(),
+        min_validity_secs,
+        status,
+        dns_hook: flags.get("dns-hook").map(str::to_string),
+    });
+    let (message, data) = ask(&flags.socket(), &request)?;
+    if status && flags.bool("json") == Some(true) {
+        println!("{}", serde_json::to_string_pretty(&data).unwrap_or_default());
+        return Ok(());
+    }
+    let (Some(cert_pem), Some(key_pem)) = (data["CertPEM"].as_str(), data["KeyPEM"].as_str()) else {
+        if !message.is_empty() {
+            println!("{message}");
+        }
+        return Ok(());
+    };
+    let domain = data["Domain"].as_str().unwrap_or_default();
+    let cert_file = flags.get("cert-file").map_or_else(|| format!("{domain}.crt"), str::to_string);
+    let key_file = flags.get("key-file").map_or_else(|| format!("{domain}.key"), str::to_string);
+    write_output("public cert", &cert_file, cert_pem.as_bytes(), 0o644)?;
+    write_output("private key", &key_file, key_pem.as_bytes(), 0o600)?;
+    Ok(())
+}
+
+/// Writes one of `cert`'s outputs: stdout for `-`, else atomically (a temporary file in the same
+/// directory, synced, renamed over), with tailscale's messages.
+fn write_output(what: &str, path: &str, content: &[u8], mode: u32) -> Result<(), Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path == "-" {
+        std::io::stdout().write_all(content).map_err(|e| Failure::Failed(format!("stdout: {e}")))?;
+        return Ok(());
+    }
+    let capitalized = format!("{}{}", what[..1].to_uppercase(), &what[1..]);
+    if std::fs::read(path).is_ok_and(|old| old == content) {
+        eprintln!("{capitalized} unchanged at {path}");
+        return Ok(());
+    }
+    let target = std::path::Path::new(path);
+    let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let failed = |e: std::io::Error| Failure::Failed(format!("writing {path}: {e}"));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
+        file.write_all(content)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, target)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temp);
+        return Err(failed(e));
+    }
+    eprintln!("Wrote {what} to {path}");
+    Ok(())
+}
+
+/// A Go duration (`720h`, `1h30m`, `90s`) in whole seconds.
+fn go_duration_secs(text: &str) -> Option<u64> {
+    if text == "0" {
+        return Some(0);
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    let mut chars = text.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match (c, chars.peek()) {
+            ('m', Some('s')) => {
+                chars.next();
+                0
+            }
+            ('h', _) => 3600,
+            ('m', _) => 60,
+            ('s', _) => 1,
+            _ => return None,
+        };
+        let n: u64 = number.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        number.clear();
+        any = true;
+    }
+    (any && number.is_empty()).then_some(total)
+}
+
 /// [`call`] for a request that never brings login URLs: the final reply's message and data, or
 /// its error.
 fn ask(socket: &std::path::Path, request: &Request) -> Result<(String, serde_json::Value), Failure> {
     match call(socket, request, |_| {})? {
         Reply::Ok { message, data } => Ok((message, data)),
         Reply::Error(e) => Err(Failure::Failed(e)),
-        Reply::AuthUrl(_) => Err(Failure::Failed("unexpected reply".into())),
+        Reply::AuthUrl(_) | Reply::Progress(_) => Err(Failure::Failed("unexpected reply".into())),
     }
 }
 
 /// Sends one request and reads reply lines until the final one; `on_auth_url` sees the
-/// intermediate login URLs.
+/// intermediate login URLs, progress notes go to stderr as they come.
 fn call(
     socket: &std::path::Path,
     request: &Request,
@@ -661,6 +784,7 @@ fn call(
         let line = line.map_err(|e| Failure::Failed(format!("agent socket: {e}")))?;
         match serde_json::from_str::<Reply>(&line) {
             Ok(Reply::AuthUrl(url)) => on_auth_url(&url),
+            Ok(Reply::Progress(note)) => eprintln!("{note}"),
             Ok(reply) => return Ok(reply),
             Err(e) => return Err(Failure::Failed(format!("bad reply from the agent: {e}"))),
         }
@@ -674,6 +798,40 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn go_durations_as_min_validity_takes_them() {
+        assert_eq!(go_duration_secs("720h"), Some(720 * 3600));
+        assert_eq!(go_duration_secs("1h30m"), Some(5400));
+        assert_eq!(go_duration_secs("90s"), Some(90));
+        assert_eq!(go_duration_secs("0"), Some(0));
+        assert_eq!(go_duration_secs("500ms"), Some(0));
+        for bad in ["", "h", "10", "10x", "1.5h", "-1h", "99999999999999999999h"] {
+            assert_eq!(go_duration_secs(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn cert_outputs_are_written_atomically_with_the_key_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tt-cert-out-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("a.key");
+        let key_path = key.to_str().unwrap();
+        write_output("private key", key_path, b"secret", 0o600).unwrap();
+        assert_eq!(std::fs::read(&key).unwrap(), b"secret");
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        write_output("private key", key_path, b"secret", 0o600).unwrap();
+        write_output("private key", key_path, b"newer", 0o600).unwrap();
+        assert_eq!(std::fs::read(&key).unwrap(), b"newer");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+        assert!(
+            write_output("public cert", dir.join("missing/a.crt").to_str().unwrap(), b"x", 0o644).is_err()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -87,6 +87,7 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
     };
     let (stop_tx, stop_rx) = oneshot::channel();
     tokio::spawn(supervise_datapath(agent.clone(), engine_opts, disco, stop_rx));
+    tokio::spawn(crate::certify::renewal_task(agent.clone()));
     if start_control {
         start_control_loop(&agent, None);
     }
@@ -257,7 +258,7 @@ async fn handle_client(agent: Agent, web_state: &web::WebState, conn: UnixStream
     let reply = loop {
         tokio::select! {
             biased;
-            Some(url) = url_rx.recv() => { let _ = send(&mut write, &Reply::AuthUrl(url)).await; }
+            Some(note) = url_rx.recv() => { let _ = send(&mut write, &note).await; }
             reply = &mut handled => break reply,
         }
     };

@@ -29,6 +29,23 @@ pub enum Request {
     /// `tinytail lock VERB`: tailnet lock (status, log, sign, add, remove, init, disable,
     /// local-disable, disablement-kdf).
     Lock(LockArgs),
+    /// `tinytail cert`: a certificate for one of our names, or its status.
+    Cert(CertArgs),
+}
+
+/// `tinytail cert`'s flags (the files are the CLI's business).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CertArgs {
+    /// The name; `None` asks only for the usage hint (the names we may ask for).
+    pub domain: Option<String>,
+    /// `--min-validity`: renew first if less than this remains (seconds; 0 = any valid one).
+    pub min_validity_secs: u64,
+    /// `--status`: report, never issue.
+    pub status: bool,
+    /// `--dns-hook PATH`: publish DNS-01 records with this executable from now on ("" = stop
+    /// using one, back to control's set-dns).
+    pub dns_hook: Option<String>,
 }
 
 /// A `lock` verb with its flags (name, value as given) and arguments. Disablement secrets may
@@ -90,6 +107,8 @@ impl std::fmt::Debug for UpArgs {
 pub enum Reply {
     /// Interactive login: visit this URL (not final).
     AuthUrl(String),
+    /// A step of long work, for the user (not final).
+    Progress(String),
     /// Done; a message for the user and, for `status`, the status object.
     Ok { message: String, data: serde_json::Value },
     /// Failed, one line.

@@ -2,6 +2,7 @@
 //! this crate owns sockets, files, timers and the CLI.
 
 pub mod cert;
+pub mod certify;
 pub mod cli;
 pub mod clock;
 pub mod control;

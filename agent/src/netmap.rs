@@ -127,6 +127,8 @@ pub struct NetMap {
     pub tka: Option<TkaInfo>,
     pub domain: String,
     pub control_time: Option<String>,
+    /// `DNSConfig.CertDomains`: the names `tinytail cert` may ask for.
+    pub cert_domains: Vec<String>,
 }
 
 /// What an update changed, for logs and for waking consumers.
@@ -234,6 +236,9 @@ impl NetMap {
         }
         if !resp.domain.is_empty() {
             self.domain = resp.domain;
+        }
+        if let Some(dns) = resp.dns_config {
+            self.cert_domains = dns.cert_domains;
         }
         if resp.tka_info.is_some() {
             self.tka = resp.tka_info;

@@ -32,22 +32,28 @@ const BACKOFF_JITTER: Duration = Duration::from_secs(1);
 const POLICY_REFRESH_DELAY: Duration = Duration::from_millis(500);
 
 /// One request, from the CLI socket or the web page (`web::change`): the single code path for
-/// every change. Login URLs of an interactive `up` go to `auth_urls` as they come.
+/// every change. Replies before the final one (login URLs of an interactive `up`, progress of a
+/// certificate) go to `notes` as they come.
 pub(crate) async fn handle_request(
     agent: &Agent,
     request: Request,
-    auth_urls: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    notes: Option<tokio::sync::mpsc::UnboundedSender<Reply>>,
 ) -> Reply {
     match request {
-        Request::Up(args) => up(agent, args, auth_urls.as_ref()).await,
+        Request::Up(args) => up(agent, args, notes.as_ref()).await,
         Request::Down => down(agent),
-        Request::Status => Reply::Ok { message: String::new(), data: status::json(&agent.lock()) },
+        Request::Status => {
+            let mut data = status::json(&agent.lock());
+            data["Certificates"] = serde_json::Value::Array(crate::certify::status_list(agent));
+            Reply::Ok { message: String::new(), data }
+        }
         Request::Logout => logout(agent).await,
         // The web page's state lives with the daemon, which answers this one itself.
         Request::WebSetupCode => Reply::Error("setup codes are issued over the CLI socket only".into()),
         Request::Ping { target, timeout_ms } => ping(agent, &target, Duration::from_millis(timeout_ms)).await,
         Request::Netcheck => netcheck(agent).await,
         Request::Lock(args) => crate::lock::handle(agent, args).await,
+        Request::Cert(args) => crate::certify::handle(agent, args, notes.as_ref()).await,
     }
 }
 
@@ -151,11 +157,7 @@ fn peer_matches(peer: &crate::netmap::Node, target: &str) -> bool {
 
 /// `tinytail up`: validate everything before any request, log in, start the map stream, and
 /// persist only once control accepted us.
-async fn up(
-    agent: &Agent,
-    args: UpArgs,
-    auth_urls: Option<&tokio::sync::mpsc::UnboundedSender<String>>,
-) -> Reply {
+async fn up(agent: &Agent, args: UpArgs, notes: Option<&tokio::sync::mpsc::UnboundedSender<Reply>>) -> Reply {
     let auth_key = match args.auth_key.as_deref().map(AuthKey::check) {
         Some(Err(e)) => return Reply::Error(e.to_string()),
         Some(Ok(k)) => Some(k.expose_secret().to_string()),
@@ -222,7 +224,7 @@ async fn up(
     let session = loop {
         tokio::select! {
             result = &mut login_fut => break result,
-            Some(url) = url_rx.recv() => { if let Some(out) = auth_urls { let _ = out.send(url); } }
+            Some(url) = url_rx.recv() => { if let Some(out) = notes { let _ = out.send(Reply::AuthUrl(url)); } }
         }
     };
     let session = match session {
@@ -696,6 +698,9 @@ fn endpoint_strings(s: &Shared) -> Vec<String> {
 /// Answers a PingRequest (protocol.md §3.8): a HEAD to its URL, over Noise when it says so.
 /// c2n and disco/TSMP/ICMP pings are not answered yet.
 async fn answer_ping(agent: Agent, session: Session, ping: tailcfg::PingRequest) {
+    if ping.types == "c2n" {
+        return answer_c2n(&agent, &session, &ping).await;
+    }
     if !ping.types.is_empty() {
         log(&format!("control: ping of type {:?} not supported yet", ping.types));
         return;
@@ -720,6 +725,78 @@ async fn answer_ping(agent: Agent, session: Session, ping: tailcfg::PingRequest)
         Ok(Err(e)) => log(&format!("control: ping: {e}")),
         Err(_) => log("control: ping timed out"),
     }
+}
+
+/// Control-to-node: control sends an HTTP/1.1 request in the ping's payload, we POST the whole
+/// HTTP/1.1 response to the ping's URL over Noise (`ts:control/controlclient/direct.go`
+/// `answerC2NPing`). We serve `/tls-cert-status` only; anything else is a 404.
+async fn answer_c2n(agent: &Agent, session: &Session, ping: &tailcfg::PingRequest) {
+    if !ping.url_is_noise {
+        log("control: c2n ping without a Noise URL ignored");
+        return;
+    }
+    let (status, body) = match c2n_target(&ping.payload) {
+        Some(("GET", "/tls-cert-status", query)) => match query_value(query, "domain") {
+            Some(domain) => (200, crate::certify::c2n_tls_cert_status(agent, &domain).to_string()),
+            None => (400, "missing 'domain' parameter".to_string()),
+        },
+        Some(_) => (404, "not found".to_string()),
+        None => (400, "bad c2n request".to_string()),
+    };
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        _ => "Not Found",
+    };
+    let content_type = if status == 200 { "application/json" } else { "text/plain; charset=utf-8" };
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    match tokio::time::timeout(PING_TIMEOUT, session.post_to_url(&ping.url, response.into_bytes())).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => log(&format!("control: c2n reply: {e}")),
+        Err(_) => log("control: c2n reply timed out"),
+    }
+}
+
+/// The method, path and query of a c2n request's first line (`GET /p?q HTTP/1.1`).
+fn c2n_target(request: &[u8]) -> Option<(&str, &str, &str)> {
+    let line_end = request.iter().position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(&request[..line_end]).ok()?.trim_end_matches('\r');
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !version.starts_with("HTTP/1.") || !target.starts_with('/') {
+        return None;
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Some((method, path, query))
+}
+
+/// One query parameter, percent-decoded; `None` when absent, empty or not UTF-8.
+fn query_value(query: &str, name: &str) -> Option<String> {
+    let raw = query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))?;
+    let mut out = Vec::with_capacity(raw.len());
+    let bytes = raw.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().filter(|v| !v.is_empty())
 }
 
 /// `scheme://authority/path?query` -> (`scheme://authority`, `/path?query`).
@@ -749,6 +826,31 @@ mod tests {
             );
         }
         assert!(backoff(1) < Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn c2n_requests_are_parsed_without_trusting_them() {
+        let req = b"GET /tls-cert-status?domain=a.ts.net HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(c2n_target(req), Some(("GET", "/tls-cert-status", "domain=a.ts.net")));
+        assert_eq!(query_value("x=1&domain=a%2Eb.ts.net", "domain"), Some("a.b.ts.net".into()));
+        assert_eq!(query_value("domainx=1", "domain"), None);
+        assert_eq!(query_value("domain=", "domain"), None);
+        assert_eq!(query_value("domain=%zz", "domain"), None);
+        assert_eq!(query_value("domain=%f", "domain"), None);
+        for bad in [
+            &b""[..],
+            b"GET",
+            b"GET /x\r\n",
+            b"GET x HTTP/1.1\r\n",
+            b"GET /x HTTP/2 y\r\n",
+            b"\xff /x HTTP/1.1\n",
+        ] {
+            assert_eq!(c2n_target(bad), None, "{bad:?}");
+        }
+        // Every prefix of a request parses or fails, never panics.
+        for n in 0..req.len() {
+            let _ = c2n_target(&req[..n]);
+        }
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct Shared {
     pub tka: Lock,
     /// The open control session, for the verbs that call control (`lock sign`, ...).
     pub(crate) session: Option<Session>,
+    /// HTTPS certificates: the keys served and each name's renewal schedule.
+    pub certs: crate::cert::Book,
 }
 
 impl Shared {
@@ -95,6 +97,8 @@ pub(crate) struct Agent {
     pub(crate) changed: watch::Sender<u64>,
     /// Woken when magicsock's endpoints change, so the map loop tells control.
     pub(crate) endpoints_changed: Arc<tokio::sync::Notify>,
+    /// Held while a certificate is being issued: one ACME order at a time.
+    pub(crate) cert_issuing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Agent {
@@ -134,11 +138,13 @@ impl Agent {
                 control_task: None,
                 tka,
                 session: None,
+                certs: crate::cert::Book::default(),
             })),
             store: Arc::new(store),
             ca_bundle,
             changed: watch::channel(0).0,
             endpoints_changed: Arc::new(tokio::sync::Notify::new()),
+            cert_issuing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 

@@ -155,6 +155,52 @@ impl FlashState {
         Ok(())
     }
 
+    /// The stored ACME account (instant-acme's credentials JSON, holding the account key).
+    pub fn acme_account(&self) -> Option<String> {
+        self.lock().get(Record::AcmeAccountKey).map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// A domain's stored certificate: the chain (PEM) and its key (PKCS#8 DER), if both exist.
+    pub fn certificate(&self, domain: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+        let store = self.lock();
+        let chain = store.get(Record::Certificate(domain))?.to_vec();
+        let key = store.get(Record::CertificateKey(domain))?.to_vec();
+        Some((chain, key))
+    }
+
+    /// The domains with a stored certificate.
+    pub fn certificate_domains(&self) -> Vec<String> {
+        let store = self.lock();
+        store
+            .info()
+            .records
+            .iter()
+            .filter_map(|r| match r.key.record() {
+                Some(Record::Certificate(name)) => Some(name.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// One issuance in one transaction: the chain, its key and (when the issuance made one) the
+    /// ACME account, so a power cut leaves the old certificate or the whole new one.
+    pub fn save_issuance(
+        &self,
+        account: Option<&str>,
+        domain: &str,
+        chain: &[u8],
+        key: &[u8],
+    ) -> Result<(), String> {
+        let err = |e: StoreError| format!("store: {e}");
+        let mut tx = Transaction::new();
+        if let Some(account) = account {
+            tx.put(Record::AcmeAccountKey, account.as_bytes()).map_err(err)?;
+        }
+        tx.put(Record::Certificate(domain), chain).map_err(err)?;
+        tx.put(Record::CertificateKey(domain), key).map_err(err)?;
+        self.lock().commit(&tx).map_err(err)
+    }
+
     /// Writes (or with `None` deletes) one config record outside [`State`], in its own
     /// transaction.
     pub fn put_config(&self, config: ConfigKey, value: Option<&[u8]>) -> Result<(), String> {

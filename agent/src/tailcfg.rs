@@ -149,6 +149,29 @@ pub struct MapResponse {
     pub control_time: Option<String>,
     #[serde(rename = "TKAInfo")]
     pub tka_info: Option<TkaInfo>,
+    /// DNS settings; we read only the names we may get certificates for.
+    #[serde(rename = "DNSConfig")]
+    pub dns_config: Option<DnsConfig>,
+}
+
+/// `tailcfg.DNSConfig`, the part tinytail uses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DnsConfig {
+    /// The names `tinytail cert` may ask for (`ts:tailcfg/tailcfg.go` `CertDomains`).
+    pub cert_domains: Vec<String>,
+}
+
+/// `tailcfg.SetDNSRequest`: control publishes an ACME DNS-01 TXT record for us.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SetDnsRequest {
+    pub version: u16,
+    pub node_key: String,
+    pub name: String,
+    #[serde(rename = "Type")]
+    pub record_type: &'static str,
+    pub value: String,
 }
 
 /// `tailcfg.PingRequest` (protocol.md §3.8).
@@ -163,6 +186,25 @@ pub struct PingRequest {
     pub types: String,
     #[serde(rename = "IP")]
     pub ip: String,
+    /// For `Types: "c2n"`: the HTTP/1.1 request to serve (base64 in JSON, Go's []byte).
+    #[serde(with = "base64_bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// Go's `[]byte` in JSON: standard base64, `null` for nil.
+mod base64_bytes {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        match text {
+            None => Ok(Vec::new()),
+            Some(t) => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(t).map_err(serde::de::Error::custom)
+            }
+        }
+    }
 }
 
 /// `tailcfg.Node` (protocol.md §3.4).

@@ -30,6 +30,11 @@ impl Head {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
+
+    /// Every header, in the order received.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
 }
 
 /// Sends a request and reads the head; returns the head and the bytes already read past it.
@@ -39,6 +44,18 @@ pub async fn request(
     authority: &str,
     path: &str,
     extra: &[(&str, &str)],
+) -> Result<(Head, Vec<u8>), ControlError> {
+    request_with_body(io, method, authority, path, extra, &[]).await
+}
+
+/// [`request`] with a body (sent with its Content-Length when not empty).
+pub async fn request_with_body(
+    io: &mut BoxIo,
+    method: &str,
+    authority: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
 ) -> Result<(Head, Vec<u8>), ControlError> {
     // The path can come from control (a PingRequest URL) and the authority from the DERP map: a
     // CR or LF in either would end the line early and add headers of the sender's choosing.
@@ -50,9 +67,13 @@ pub async fn request(
     for (name, value) in extra {
         req.push_str(&format!("{name}: {value}\r\n"));
     }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
     let io_err = |e: std::io::Error| ControlError::Unreachable(format!("{authority}: {e}"));
     io.write_all(req.as_bytes()).await.map_err(io_err)?;
+    io.write_all(body).await.map_err(io_err)?;
     io.flush().await.map_err(io_err)?;
 
     let mut buf = Vec::with_capacity(1024);

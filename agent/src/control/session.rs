@@ -22,6 +22,8 @@ pub const MAP_WATCHDOG: Duration = Duration::from_secs(120);
 const MAP_DECODED_MAX: u64 = 16 << 20;
 /// Cap on a `/machine/tka/*` answer (tailscaled reads at most 10 MiB of a sync).
 const TKA_RESPONSE_MAX: usize = 10 << 20;
+/// Cap on a small JSON reply (set-dns answers `{}`).
+const SMALL_RESPONSE_MAX: usize = 64 << 10;
 /// When set, every map message is logged in full (development only: it holds the whole netmap).
 const DEBUG_MAP_ENV: &str = "TINYTAIL_DEBUG_MAP";
 /// A PingRequest's HEAD times out after this long (`direct.go` `answerPing`).
@@ -116,6 +118,29 @@ impl Session {
             .map_err(|e| ControlError::Protocol(format!("ping URL: {e}")))?;
         let mut send = self.send.clone().ready().await.map_err(h2_error)?;
         let (response, _) = send.send_request(req, true).map_err(h2_error)?;
+        let response = response.await.map_err(h2_error)?;
+        Ok(response.status().as_u16())
+    }
+
+    /// `POST /machine/set-dns`: control publishes our ACME DNS-01 TXT record. Returns the
+    /// status and (up to 200 bytes of) the reply, for the caller to word.
+    pub async fn set_dns(&self, req: &crate::tailcfg::SetDnsRequest) -> Result<(u16, String), ControlError> {
+        let body = serde_json::to_vec(req).map_err(|e| ControlError::Protocol(e.to_string()))?;
+        let (status, mut recv) = self.post("/machine/set-dns", body).await?;
+        let bytes = read_all(&mut recv, SMALL_RESPONSE_MAX).await?;
+        Ok((status, one_line(&bytes)))
+    }
+
+    /// POSTs `body` to a URL control gave us (a c2n reply), over Noise. Returns the status.
+    pub async fn post_to_url(&self, url: &str, body: Vec<u8>) -> Result<u16, ControlError> {
+        let req = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(url)
+            .body(())
+            .map_err(|e| ControlError::Protocol(format!("c2n reply URL: {e}")))?;
+        let mut send = self.send.clone().ready().await.map_err(h2_error)?;
+        let (response, mut stream) = send.send_request(req, false).map_err(h2_error)?;
+        stream.send_data(Bytes::from(body), true).map_err(h2_error)?;
         let response = response.await.map_err(h2_error)?;
         Ok(response.status().as_u16())
     }

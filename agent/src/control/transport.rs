@@ -24,6 +24,21 @@ pub type BoxIo = Box<dyn Io>;
 
 /// The TLS client configuration: ring provider, trust from the CA bundle file.
 pub fn tls_config(board_ca_bundle: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    let roots = root_store(board_ca_bundle)?;
+    let provider = rustls::crypto::CryptoProvider {
+        key_provider: &NoPrivateKeys,
+        ..rustls::crypto::ring::default_provider()
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The trusted roots: `SSL_CERT_FILE` when set, else the board's bundle.
+pub fn root_store(board_ca_bundle: &str) -> Result<rustls::RootCertStore, String> {
     let path = std::env::var(SSL_CERT_FILE)
         .ok()
         .filter(|p| !p.is_empty())
@@ -38,16 +53,7 @@ pub fn tls_config(board_ca_bundle: &str) -> Result<Arc<rustls::ClientConfig>, St
     if roots.is_empty() {
         return Err(format!("CA bundle {path} holds no usable certificate"));
     }
-    let provider = rustls::crypto::CryptoProvider {
-        key_provider: &NoPrivateKeys,
-        ..rustls::crypto::ring::default_provider()
-    };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok(roots)
 }
 
 /// We are a TLS client without a client certificate, so we never load a private key: refusing

@@ -505,9 +505,9 @@ async fn change(web: &Web, request: ipc::Request) -> Result<String, String> {
         reply = &mut task => match reply {
             Ok(Reply::Ok { message, .. }) => Ok(message),
             Ok(Reply::Error(e)) => Err(e),
-            Ok(Reply::AuthUrl(_)) | Err(_) => Err("the web ended the request early".into()),
+            Ok(Reply::AuthUrl(_) | Reply::Progress(_)) | Err(_) => Err("the web ended the request early".into()),
         },
-        Some(_) = url_rx.recv() => Ok("Open the login URL shown below to finish logging in.".into()),
+        Some(Reply::AuthUrl(_)) = url_rx.recv() => Ok("Open the login URL shown below to finish logging in.".into()),
         () = tokio::time::sleep(CHANGE_WAIT) => Ok("Still applying; this page refreshes.".into()),
     }
 }

@@ -35,10 +35,12 @@ pub enum RecordKind {
     /// Whether to connect at start (`up` sets it, `down` clears it).
     ConfigWantRunning,
     ConfigAcceptRoutes,
+    /// The executable that publishes ACME DNS-01 records when control cannot (`cert --dns-hook`).
+    ConfigDnsHook,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 17] = [
+    pub const ALL: [RecordKind; 18] = [
         RecordKind::MachineKey,
         RecordKind::NodeKey,
         RecordKind::PreviousNodeKey,
@@ -56,6 +58,7 @@ impl RecordKind {
         RecordKind::ConfigWebPasswordHash,
         RecordKind::ConfigWantRunning,
         RecordKind::ConfigAcceptRoutes,
+        RecordKind::ConfigDnsHook,
     ];
 
     /// The id written to flash.
@@ -78,6 +81,7 @@ impl RecordKind {
             RecordKind::ConfigWebPasswordHash => 0x0105,
             RecordKind::ConfigWantRunning => 0x0106,
             RecordKind::ConfigAcceptRoutes => 0x0107,
+            RecordKind::ConfigDnsHook => 0x0108,
         }
     }
 
@@ -135,6 +139,7 @@ impl RecordKind {
             RecordKind::ConfigWebPasswordHash => "config.web-password-hash",
             RecordKind::ConfigWantRunning => "config.want-running",
             RecordKind::ConfigAcceptRoutes => "config.accept-routes",
+            RecordKind::ConfigDnsHook => "config.dns-hook",
         }
     }
 }
@@ -156,6 +161,7 @@ pub enum ConfigKey {
     WebPasswordHash,
     WantRunning,
     AcceptRoutes,
+    DnsHook,
 }
 
 /// The address of one record, as the agent names it.
@@ -196,6 +202,7 @@ impl Record<'_> {
             Record::Config(ConfigKey::WebPasswordHash) => RecordKind::ConfigWebPasswordHash,
             Record::Config(ConfigKey::WantRunning) => RecordKind::ConfigWantRunning,
             Record::Config(ConfigKey::AcceptRoutes) => RecordKind::ConfigAcceptRoutes,
+            Record::Config(ConfigKey::DnsHook) => RecordKind::ConfigDnsHook,
         }
     }
 }
@@ -264,6 +271,7 @@ impl RecordKey {
             RecordKind::ConfigWebPasswordHash => config(ConfigKey::WebPasswordHash),
             RecordKind::ConfigWantRunning => config(ConfigKey::WantRunning),
             RecordKind::ConfigAcceptRoutes => config(ConfigKey::AcceptRoutes),
+            RecordKind::ConfigDnsHook => config(ConfigKey::DnsHook),
         }
     }
 

@@ -56,7 +56,7 @@ impl Rng {
 }
 
 /// The records the property tests touch: every shape of key (single, named, config).
-pub const UNIVERSE: [Record<'static>; 11] = [
+pub const UNIVERSE: [Record<'static>; 13] = [
     Record::MachineKey,
     Record::NodeKey,
     Record::PreviousNodeKey,
@@ -64,11 +64,14 @@ pub const UNIVERSE: [Record<'static>; 11] = [
     // Tailnet-lock chain records, named by 52-character AUM hashes as the agent names them.
     Record::TkaAum("ZQJ5K3VNBXHHPCYN5KUGRXTGOVXFQ3SHUGSJ4VLNXEBUL5DCWTUA"),
     Record::TkaAum("AAQCAMBQAA2GMZ3KNFWGCZLSMVZXIYLPORSXG5BAMJSWC4TBMJYQ"),
+    // An issuance: the ACME account, a chain and its key, committed together.
+    Record::AcmeAccountKey,
     Record::Certificate("a.ts.net"),
     Record::CertificateKey("a.ts.net"),
     Record::Certificate("b.ts.net"),
     Record::Config(ConfigKey::Hostname),
     Record::Config(ConfigKey::AdvertisedRoutes),
+    Record::Config(ConfigKey::DnsHook),
 ];
 
 /// Everything a store returns for the universe, by index into it.
