@@ -80,6 +80,8 @@ pub(crate) async fn handle(agent: &Agent, args: CertArgs, notes: Option<&Unbound
             say(CT_NOTICE);
         }
         if let Err(e) = obtain(agent, &domain, &say).await {
+            // Status shows why; the renewal schedule (and its backoff) is left as it was.
+            agent.lock().certs.renewal.entry(domain.clone()).or_default().last_error = Some(e.clone());
             return Reply::Error(e);
         }
     }
@@ -418,7 +420,12 @@ pub(crate) async fn renewal_task(agent: Agent) {
 }
 
 async fn renew_if_due(agent: &Agent, domain: &str) {
-    let can_publish = dns_hook(agent).is_some() || agent.lock().session.is_some();
+    // Control publishes records only for its CertDomains; a hook for any name we hold.
+    let can_publish = dns_hook(agent).is_some() || {
+        let s = agent.lock();
+        s.session.is_some()
+            && (s.netmap.cert_domains.is_empty() || s.netmap.cert_domains.iter().any(|d| d == domain))
+    };
     if !can_publish {
         return;
     }
@@ -463,7 +470,7 @@ async fn renew_if_due(agent: &Agent, domain: &str) {
         let rate_limited = e.contains("rateLimited");
         let mut s = agent.lock();
         let r = s.certs.renewal.entry(domain.to_string()).or_default();
-        r.failed(clock::unix_now(), &e, rate_limited);
+        r.failed(clock::unix_now(), &e, rate_limited, leaf.not_after - leaf.not_before);
         log(&format!(
             "cert: renewing {domain} failed ({e}); the current certificate stays in use; retry at {}",
             r.retry_at.map(clock::rfc3339).unwrap_or_default()

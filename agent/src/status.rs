@@ -62,6 +62,8 @@ pub fn json(s: &Shared) -> Value {
         "BackendState": s.backend.name(),
         "AuthURL": s.auth_url.clone().unwrap_or_default(),
         "LoginServer": s.state.prefs.login_server,
+        // The names `tinytail cert` may ask for, as tailscale's status names them.
+        "CertDomains": s.netmap.cert_domains,
         "Prefs": {
             "Hostname": s.state.prefs.hostname,
             "AdvertiseRoutes": s.state.prefs.advertise_routes,

@@ -157,7 +157,8 @@ rig_make_ca() {
 rig_headscale_start() {
   local peers hs="$RIG_DIR/headscale"
   peers="$(rig_peers)"
-  rig_make_ca
+  # Keep an existing CA: Pebble (tests/e2e/cert.sh) serves a certificate from it.
+  [[ -n "${RIG_CA:-}" ]] || rig_make_ca
   mkdir -p "$hs"
   cat >"$hs/config.yaml" <<EOF
 server_url: https://$RIG_CONTROL_HOST

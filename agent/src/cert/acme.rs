@@ -32,6 +32,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// of its own; the CLI's caller would not).
 const VALIDATION_WAIT: Duration = Duration::from_secs(90);
 const ISSUANCE_WAIT: Duration = Duration::from_secs(60);
+/// RFC 8555's problem type for an account the CA does not know.
+const ACCOUNT_GONE: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
 
 /// The ACME directory in use: the environment's override or Let's Encrypt.
 pub fn directory_url() -> String {
@@ -95,6 +97,7 @@ fn one_line(text: &str) -> String {
 }
 
 /// Our HTTP client for instant-acme.
+#[derive(Clone)]
 pub struct Http {
     tls: Arc<rustls::ClientConfig>,
 }
@@ -194,9 +197,20 @@ pub async fn issue(
     publisher: &impl Publish,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Issued, AcmeError> {
-    let (account, new_account) = account(http, directory, stored_account).await?;
+    let (mut account, mut new_account) = account(http.clone(), directory, stored_account).await?;
     let identifiers = [Identifier::Dns(domain.to_string())];
-    let mut order = account.new_order(&NewOrder::new(&identifiers)).await.map_err(acme_error)?;
+    let mut order = match account.new_order(&NewOrder::new(&identifiers)).await {
+        Ok(order) => order,
+        Err(instant_acme::Error::Api(problem))
+            if problem.r#type.as_deref() == Some(ACCOUNT_GONE) && new_account.is_none() =>
+        {
+            // The CA forgot our account (deactivated, or a test CA restarted): make a new one.
+            progress("the CA does not know our account any more; creating a new one");
+            (account, new_account) = self::account(http, directory, None).await?;
+            account.new_order(&NewOrder::new(&identifiers)).await.map_err(acme_error)?
+        }
+        Err(e) => return Err(acme_error(e)),
+    };
     let record = format!("_acme-challenge.{domain}");
     let mut published = Vec::new();
     {

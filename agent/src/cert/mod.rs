@@ -86,11 +86,17 @@ pub struct Renewal {
 }
 
 impl Renewal {
-    /// Records a failed attempt at `now`; the next try waits by the backoff.
-    pub fn failed(&mut self, now: i64, error: &str, rate_limited: bool) {
+    /// Records a failed attempt at `now` for a certificate living `lifetime` seconds; the next
+    /// try waits by the backoff, but never more than a tenth of the lifetime (unless the CA
+    /// said we hit its limits), so short-lived certificates get retried before they expire.
+    pub fn failed(&mut self, now: i64, error: &str, rate_limited: bool, lifetime: i64) {
         self.failures = self.failures.saturating_add(1);
         self.last_error = Some(error.to_string());
-        self.retry_at = Some(now + retry_delay(self.failures, rate_limited).as_secs() as i64);
+        let mut delay = retry_delay(self.failures, rate_limited).as_secs() as i64;
+        if !rate_limited {
+            delay = delay.min((lifetime / 10).max(RETRY_FIRST.as_secs() as i64));
+        }
+        self.retry_at = Some(now + delay);
     }
 
     /// Records a stored issuance at `now`: the schedule starts again from the new leaf.
@@ -274,6 +280,24 @@ mod tests {
         assert_eq!(retry_delay(12, false), RETRY_MAX);
         assert_eq!(retry_delay(u32::MAX, false), RETRY_MAX);
         assert_eq!(retry_delay(1, true), RETRY_RATE_LIMITED);
+    }
+
+    #[test]
+    fn retries_come_before_a_short_certificate_expires() {
+        let mut r = Renewal::default();
+        for _ in 0..5 {
+            r.failed(1000, "ACME server: down", false, 300);
+        }
+        assert_eq!(r.retry_at, Some(1030));
+        let mut long = Renewal::default();
+        for _ in 0..5 {
+            long.failed(1000, "ACME server: down", false, 90 * 86400);
+        }
+        assert_eq!(long.retry_at, Some(1000 + 16 * 30));
+        let mut limited = Renewal::default();
+        limited.failed(1000, "rateLimited", true, 300);
+        assert_eq!(limited.retry_at, Some(1000 + 3600));
+        assert_eq!(limited.last_error.as_deref(), Some("rateLimited"));
     }
 
     #[test]
