@@ -133,16 +133,8 @@ impl Session {
 
     /// POSTs `body` to a URL control gave us (a c2n reply), over Noise. Returns the status.
     pub async fn post_to_url(&self, url: &str, body: Vec<u8>) -> Result<u16, ControlError> {
-        let req = http::Request::builder()
-            .method(http::Method::POST)
-            .uri(url)
-            .body(())
-            .map_err(|e| ControlError::Protocol(format!("c2n reply URL: {e}")))?;
-        let mut send = self.send.clone().ready().await.map_err(h2_error)?;
-        let (response, mut stream) = send.send_request(req, false).map_err(h2_error)?;
-        stream.send_data(Bytes::from(body), true).map_err(h2_error)?;
-        let response = response.await.map_err(h2_error)?;
-        Ok(response.status().as_u16())
+        let (status, _) = self.send_to(http::Method::POST, url.to_string(), body).await?;
+        Ok(status)
     }
 
     async fn post(&self, path: &str, body: Vec<u8>) -> Result<(u16, RecvStream), ControlError> {
@@ -155,9 +147,19 @@ impl Session {
         path: &str,
         body: Vec<u8>,
     ) -> Result<(u16, RecvStream), ControlError> {
+        self.send_to(method, format!("https://{}{path}", self.authority), body).await
+    }
+
+    /// One request with a body to a full URI over the Noise channel: status and body stream.
+    async fn send_to(
+        &self,
+        method: http::Method,
+        uri: String,
+        body: Vec<u8>,
+    ) -> Result<(u16, RecvStream), ControlError> {
         let req = http::Request::builder()
             .method(method)
-            .uri(format!("https://{}{path}", self.authority))
+            .uri(uri)
             .body(())
             .map_err(|e| ControlError::Protocol(e.to_string()))?;
         let mut send = self.send.clone().ready().await.map_err(h2_error)?;
