@@ -274,3 +274,26 @@ pub fn tka_sync_seeds() -> Vec<(String, Vec<u8>)> {
     ));
     seeds
 }
+
+/// A certificate as a CA or the flash store might hand it over: the bytes as a leaf's DER
+/// (`x509::parse_leaf`), as a PEM chain, and armored as the leaf of a chain ending in the test
+/// CA (`x509::check` with the test leaf's key, as the status and renewal flow call it). Nothing
+/// may panic; a leaf that parses must be the leaf `check` reports, and only a parsed leaf can
+/// be Valid or Expired.
+pub fn x509_leaf(data: &[u8]) {
+    use crate::cert::{x509, CertStatus};
+    const KEY: &[u8] = include_bytes!("cert/fixtures/leaf.key.der");
+    const CA: &[u8] = include_bytes!("cert/fixtures/ca.pem");
+    const DOMAIN: &str = "router.tail1234.ts.net";
+    const NOW: i64 = 1_780_272_000; // 2026-06-01, inside the test CA's validity
+
+    let parsed = x509::parse_leaf(data);
+    let _ = x509::check(data, KEY, DOMAIN, NOW, None);
+    let mut pem = x509::key_pem(data).replace("PRIVATE KEY", "CERTIFICATE").into_bytes();
+    pem.extend_from_slice(CA);
+    let checked = x509::check(&pem, KEY, DOMAIN, NOW, None);
+    assert_eq!(checked.leaf, parsed.ok(), "check's leaf differs from parse_leaf's");
+    if matches!(checked.status, CertStatus::Valid | CertStatus::Expired) {
+        assert!(checked.leaf.is_some(), "{:?} without a leaf", checked.status);
+    }
+}
