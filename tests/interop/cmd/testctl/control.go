@@ -49,6 +49,9 @@ type node struct {
 	created   time.Time
 	streams   int       // open map streams (for /debug/nodes)
 	changedAt time.Time // last register or map-request change its peers hear of
+	// c2n requests (c2n.go) not yet sent; poke (buffered 1) wakes a map stream to send them.
+	pings []*tailcfg.PingRequest
+	poke  chan struct{}
 }
 
 type server struct {
@@ -76,6 +79,8 @@ type server struct {
 	disablementSecret []byte
 
 	dns setDNS // /machine/set-dns (setdns.go)
+
+	c2n map[string]*c2nWait // by reply token: /debug/c2n calls waiting for a node (c2n.go)
 }
 
 func newServer(authKey, domain string) *server {
@@ -138,6 +143,8 @@ func (s *server) serveMachine(w http.ResponseWriter, r *http.Request, mkey key.M
 		s.serveTKA(w, r, mkey)
 	case p == "/machine/set-dns":
 		s.serveSetDNS(w, r, mkey)
+	case strings.HasPrefix(p, c2nReplyPrefix):
+		s.serveC2NReply(w, r, mkey)
 	case p == "/machine/update-health":
 		io.Copy(io.Discard, io.LimitReader(r.Body, bodyLimit))
 		w.WriteHeader(http.StatusOK)
@@ -240,7 +247,7 @@ func (s *server) serveRegister(w http.ResponseWriter, r *http.Request, mkey key.
 			return
 		}
 		s.lastID++
-		n = &node{id: s.lastID, key: req.NodeKey, machine: mkey, created: time.Now()}
+		n = &node{id: s.lastID, key: req.NodeKey, machine: mkey, created: time.Now(), poke: make(chan struct{}, 1)}
 		s.nodes = append(s.nodes, n)
 		s.byKey[n.key] = n
 	}
@@ -468,11 +475,22 @@ func (s *server) serveMap(w http.ResponseWriter, r *http.Request, mkey key.Machi
 		}
 	wait:
 		for {
+			// c2n requests go out as keep-alives carrying a PingRequest: tailscaled and tinytail
+			// answer the ping before they skip a keep-alive, and nothing else changes.
+			s.mu.Lock()
+			pings := s.takePingsLocked(n)
+			s.mu.Unlock()
+			for _, pr := range pings {
+				if err := sendMapMessage(w, compress, &tailcfg.MapResponse{KeepAlive: true, PingRequest: pr}); err != nil {
+					return
+				}
+			}
 			select {
 			case <-r.Context().Done():
 				return
 			case <-changed:
 				break wait
+			case <-n.poke:
 			case <-keepAlive.C:
 				if err := sendMapMessage(w, compress, &tailcfg.MapResponse{KeepAlive: true}); err != nil {
 					return

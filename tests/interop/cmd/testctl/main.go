@@ -15,12 +15,18 @@
 // Deliberately lacking: interactive login (registration needs an auth key), ACLs (the packet
 // filter allows everything), route approval (every advertised route, exit routes too, is
 // approved), node expiry, ephemeral nodes, DNS beyond the MagicDNS domain name and CertDomains,
-// c2n, persistence (state is in memory and dies with the process), more than one user or tailnet.
+// persistence (state is in memory and dies with the process), more than one user or tailnet.
 //
 // Certificates: every node's DNSConfig.CertDomains is its MagicDNS name (HOST.DOMAIN), and with
 // -challtestsrv, POST /machine/set-dns puts the node's DNS-01 TXT record
 // (_acme-challenge.HOST.DOMAIN) into pebble-challtestsrv, so `tailscale cert` works against
 // Pebble (tests/e2e/cert.sh; setdns.go).
+//
+// c2n (control-to-node; c2n.go): POST /debug/c2n sends a node, on its open map stream, a
+// keep-alive carrying tailcfg.PingRequest{Types: "c2n", URLIsNoise: true, URL: .../c2n-reply/TOKEN,
+// Payload: an HTTP/1.1 request}; the node POSTs the whole HTTP/1.1 response to /c2n-reply/TOKEN
+// over Noise (only that node's machine key, only once: else 403, 404), and the waiting call
+// answers with the node's status and body (tests/e2e/c2n.sh asks tailscaled /tls-cert-status).
 //
 // Admin HTTP for scripts, on the same listener (plain HTTP(S), not Noise):
 //
@@ -29,6 +35,10 @@
 //	POST /debug/tka/grow?aums=N  turn lock on with an N-AUM chain of testctl's own (bench/tka.sh)
 //	GET /debug/set-dns  JSON list of the TXT records set-dns forwarded (see debugSetDNS)
 //	POST /debug/set-dns/tamper?on=true|false  forward wrong TXT values (negative tests)
+//	POST /debug/c2n?node=NAME&path=PATH[&timeout=10s][&method=GET]  ask node NAME (hostname, DNS
+//	     label or MagicDNS name) for PATH (url-escaped, its query included) over c2n; 200 with
+//	     {"status": N, "body": "..."} (the node's answer); 400 bad parameters, 404 no such node,
+//	     502 the reply was no HTTP response, 504 no reply within timeout (at most 5m)
 //
 // Usage:
 //
@@ -76,6 +86,7 @@ func main() {
 	mux.HandleFunc("POST /debug/tka/grow", s.serveDebugTKAGrow)
 	mux.HandleFunc("GET /debug/set-dns", s.serveDebugSetDNS)
 	mux.HandleFunc("POST /debug/set-dns/tamper", s.serveDebugSetDNSTamper)
+	mux.HandleFunc("POST /debug/c2n", s.serveDebugC2N)
 	if *tlsCert != "" {
 		if *derpHost != "" {
 			addr := ln.Addr().(*net.TCPAddr)
