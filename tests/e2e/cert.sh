@@ -29,7 +29,8 @@
 #      files and leaves no
 #      certificate in B's state; testctl's record for B is marked tampered; with tampering off
 #      the same command succeeds and the chain verifies (so the TXT value made the difference)
-# Not covered here: renewal (`--min-validity`), the c2n /tls-cert-status answer, wildcards.
+# Not covered here: renewal (`--min-validity`), wildcards; the c2n /tls-cert-status answer (no
+# certificate) is tests/e2e/c2n.sh's.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
