@@ -22,6 +22,11 @@
 //!   `tailscale lock sign` takes either), present whether or not lock is on. `tailnetLockError`
 //!   is empty when all is well, else why tailnet lock keeps this node out: tailscale's
 //!   locked-out message while our own signature fails, or the last failed sync with control.
+//! - `tlsCertificates` is ours (the hosted API has no such field), in the default field set: one
+//!   entry per name this node may or did get a certificate for (control's CertDomains and the
+//!   stored ones), `{"domain", "status", "notAfter", "renewAt", "lastError"}`, `status` in the
+//!   words the admin console uses: `Valid`, `Invalid`, `Certificate expired`, `No certificate
+//!   found`. Times are RFC 3339, `""` when unknown, as `lastError` is when all is well.
 
 use serde_json::{json, Value};
 
@@ -87,6 +92,9 @@ pub struct DeviceSource {
     pub tailnet_lock_key: Option<String>,
     /// Why tailnet lock keeps us out, empty if it does not (see the module docs).
     pub tailnet_lock_error: String,
+    /// Each name's certificate status, as `tinytail cert --status` has it
+    /// (`certify::status_list`: `{Domain, Status, NotAfter?, RenewAt?, LastError?, …}`).
+    pub certificates: Vec<Value>,
 }
 
 /// `GET /api/v2/device/self`.
@@ -115,6 +123,7 @@ pub fn device(src: &DeviceSource, fields: Fields) -> Value {
         "blocksIncomingConnections": false,
         "tailnetLockKey": src.tailnet_lock_key.clone().unwrap_or_default(),
         "tailnetLockError": src.tailnet_lock_error,
+        "tlsCertificates": tls_certificates(&src.certificates),
     });
     if fields.all {
         let routes = routes(src);
@@ -138,6 +147,22 @@ pub fn device(src: &DeviceSource, fields: Fields) -> Value {
         });
     }
     v
+}
+
+/// `tlsCertificates` from the status list of `tinytail cert --status` (see the module docs).
+pub fn tls_certificates(list: &[Value]) -> Value {
+    let text = |v: &Value, field: &str| v.get(field).and_then(Value::as_str).unwrap_or_default().to_string();
+    list.iter()
+        .map(|c| {
+            json!({
+                "domain": text(c, "Domain"),
+                "status": text(c, "Status"),
+                "notAfter": text(c, "NotAfter"),
+                "renewAt": text(c, "RenewAt"),
+                "lastError": text(c, "LastError"),
+            })
+        })
+        .collect()
 }
 
 /// `tailnetLockError`: tailscale's locked-out message while lock is on and our own signature
@@ -228,6 +253,8 @@ mod tests {
     const GROUPS_ONLY_IN_ALL: [&str; 3] = ["enabledRoutes", "advertisedRoutes", "clientConnectivity"];
     /// Fields of the current API's device object that the seed's older copy lacks (strings both).
     const NEWER_THAN_THE_SEED: [&str; 2] = ["tailnetLockError", "tailnetLockKey"];
+    /// Fields of ours that no Tailscale API has (see the module docs).
+    const TINYTAIL_ONLY: [&str; 1] = ["tlsCertificates"];
     const LOCK_KEY_HEX: &str = "5f2c1e0d9a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f3021120304ff";
 
     fn source() -> DeviceSource {
@@ -265,6 +292,7 @@ mod tests {
             engine: None,
             tailnet_lock_key: Some(format!("nlpub:{LOCK_KEY_HEX}")),
             tailnet_lock_error: String::new(),
+            certificates: Vec::new(),
         }
     }
 
@@ -335,6 +363,7 @@ mod tests {
             keys(&seed).into_iter().filter(|k| !NOT_KNOWN_TO_THE_NODE.contains(&k.as_str())).collect();
         expected.push("nodeId".into());
         expected.extend(NEWER_THAN_THE_SEED.iter().map(|k| k.to_string()));
+        expected.extend(TINYTAIL_ONLY.iter().map(|k| k.to_string()));
         expected.sort();
         assert_eq!(keys(&ours), expected);
         assert_same_kind("", &seed, &ours);
@@ -446,6 +475,52 @@ mod tests {
         // No key yet (logged out, first run): the field is there, empty.
         let src = DeviceSource { tailnet_lock_key: None, ..source() };
         assert_eq!(device(&src, Fields { all: false })["tailnetLockKey"], "");
+    }
+
+    #[test]
+    fn tls_certificates_carry_the_status_words_of_the_admin_console() {
+        use crate::cert::{self, x509, CertStatus, Renewal};
+        let leaf = x509::LeafInfo {
+            not_before: 0,
+            not_after: 90 * 86400,
+            dns_names: vec!["router.tail1234.ts.net".into()],
+            common_name: None,
+            serial: vec![1],
+            authority_key_id: None,
+            spki: Vec::new(),
+        };
+        let renewal = Renewal {
+            due: Some(60 * 86400),
+            last_error: Some("set-dns response: 500".into()),
+            ..Renewal::default()
+        };
+        let checked = |status, leaf: Option<&x509::LeafInfo>| x509::Checked { status, leaf: leaf.cloned() };
+        let list = vec![
+            cert::status_json("a.ts.net", &checked(CertStatus::Valid, Some(&leaf)), Some(&renewal)),
+            cert::status_json("b.ts.net", &checked(CertStatus::Invalid("name mismatch".into()), None), None),
+            cert::status_json("c.ts.net", &checked(CertStatus::Expired, Some(&leaf)), None),
+            cert::status_json("d.ts.net", &checked(CertStatus::Missing, None), None),
+        ];
+        let v = device(&DeviceSource { certificates: list, ..source() }, Fields { all: false });
+        let certs = v["tlsCertificates"].as_array().unwrap();
+        let words: Vec<&str> = certs.iter().map(|c| c["status"].as_str().unwrap()).collect();
+        assert_eq!(words, ["Valid", "Invalid", "Certificate expired", "No certificate found"]);
+        assert_eq!(
+            certs[0],
+            json!({
+                "domain": "a.ts.net",
+                "status": "Valid",
+                "notAfter": "1970-04-01T00:00:00Z",
+                "renewAt": "1970-03-02T00:00:00Z",
+                "lastError": "set-dns response: 500",
+            })
+        );
+        assert_eq!(
+            certs[3],
+            json!({"domain": "d.ts.net", "status": "No certificate found", "notAfter": "", "renewAt": "", "lastError": ""})
+        );
+        // No names at all (HTTPS not enabled for the tailnet): an empty list.
+        assert_eq!(device(&source(), Fields { all: false })["tlsCertificates"], json!([]));
     }
 
     #[test]

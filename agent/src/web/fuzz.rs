@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use super::auth::{ApiToken, PasswordHash};
 use super::http::{self, Response};
-use super::{host, route, Asset, Web, WebConfig, WebState};
+use super::{host, route, Asset, Via, Web, WebConfig, WebState};
 use crate::shared::Agent;
 
 /// The admin password of the fuzzed page (one PBKDF2 round, to keep runs fast).
@@ -104,7 +104,7 @@ pub fn serve(data: &[u8]) -> Vec<u16> {
             let response = if req.path == "/tailnet/login" {
                 Response::text(404, "not fuzzed")
             } else {
-                h.runtime.block_on(route(&web, &h.config, &req, client))
+                h.runtime.block_on(route(&web, &h.config, &req, client, Via::Lan))
             };
             // A secret the request itself did not carry must not come back (error messages
             // may quote what the client sent).

@@ -7,6 +7,10 @@
 //! listens on, an address of the LAN interface, or a name the owner gave ([`WebConfig`]'s
 //! `host_names`: the system hostname, `<hostname>.lan`, `--web-host`). Pure functions; the
 //! interface addresses are passed in.
+//!
+//! Over HTTPS on the tailnet ([`super::https`]) the names are others: the domains of the
+//! certificates served and the tailnet address the listener is bound to ([`allowed_tailnet`]);
+//! the LAN's names and addresses are not accepted there.
 
 use std::net::IpAddr;
 
@@ -63,6 +67,25 @@ pub fn allowed(
                 || config.host_names.iter().any(|n| n.eq_ignore_ascii_case(name))
         }
     }
+}
+
+/// True when the `Host` header of a request to the HTTPS listener names this router on the
+/// tailnet: `listen` (the tailnet address) or one of `domains`, the certificates' names (a
+/// `*.name` certificate covers one label under `name`).
+pub fn allowed_tailnet<'a>(
+    host_header: Option<&str>,
+    listen: IpAddr,
+    domains: impl IntoIterator<Item = &'a String>,
+) -> bool {
+    let Some(host) = host_header.and_then(host_part) else { return false };
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return ip == listen;
+    }
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    domains.into_iter().any(|d| match d.strip_prefix("*.") {
+        Some(parent) => name.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+        None => *d == name,
+    })
 }
 
 /// The host of a `Host` header without its port: `name`, `name:port`, `1.2.3.4:port`,
@@ -183,6 +206,41 @@ mod tests {
         {
             assert!(!allowed(Some(host), &c, addrs), "{host:?}");
         }
+    }
+
+    #[test]
+    fn over_https_only_the_certificate_names_and_the_tailnet_address_are_accepted() {
+        let tailnet: IpAddr = "100.64.0.3".parse().unwrap();
+        let domains = ["router.tail1234.ts.net".to_string(), "*.svc.tail1234.ts.net".to_string()];
+        for host in [
+            "router.tail1234.ts.net",
+            "Router.Tail1234.ts.net.",
+            "router.tail1234.ts.net:443",
+            "100.64.0.3",
+            "100.64.0.3:443",
+            "web.svc.tail1234.ts.net",
+        ] {
+            assert!(allowed_tailnet(Some(host), tailnet, &domains), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "router.tail1234.ts.net.evil.example",
+            "a.b.svc.tail1234.ts.net",
+            "svc.tail1234.ts.net",
+            ".svc.tail1234.ts.net",
+            "192.0.2.1",
+            "gw",
+            "gw.lan",
+            "localhost",
+            "127.0.0.1",
+            "100.64.0.4",
+            "router.tail1234.ts.net:x",
+            "",
+        ] {
+            assert!(!allowed_tailnet(Some(host), tailnet, &domains), "{host}");
+        }
+        assert!(!allowed_tailnet(None, tailnet, &domains), "no Host header");
+        assert!(!allowed_tailnet(Some("router.tail1234.ts.net"), tailnet, &[]), "no certificate");
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //! Every request must name the router in its `Host` header, or it gets 403 ([`host`]: DNS
 //! rebinding); `tinytail run` refuses to serve the page on the WAN or on every interface unless
 //! told `--web-listen-any`.
+//! With an HTTPS certificate (`tinytail cert`) the same page also listens on the router's
+//! tailnet IPv4 address at 443 with TLS ([`https`]); there it answers to the certificate's
+//! names and the tailnet address only.
 //! Browser requests that change anything need the session cookie (HttpOnly, SameSite=Strict),
 //! the session's CSRF token in the form, and, when the browser sends `Origin` or `Referer`,
 //! one naming this host. Sign-in and setup use a double-submit CSRF cookie instead. Responses
@@ -28,6 +31,7 @@ pub mod auth;
 pub mod fuzz;
 pub mod host;
 pub mod http;
+pub mod https;
 pub mod lan;
 pub mod page;
 pub mod qr;
@@ -38,8 +42,8 @@ use std::time::{Duration, Instant};
 
 use tinytail_core::key::{AuthKey, MachinePublic, NodePublic};
 use tinytail_hal::store::ConfigKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use self::auth::{ApiToken, Credentials, Flash, LoginLimiter, PasswordHash, Sessions, SetupCode};
@@ -75,7 +79,8 @@ pub struct WebConfig {
     pub host_names: Vec<String>,
 }
 
-/// Connections served at once; more wait in the kernel's backlog.
+/// Connections served at once, LAN and tailnet (HTTPS) listeners together; more wait in the
+/// kernel's backlog.
 const MAX_CONNECTIONS: usize = 16;
 /// A client has this long to send its request, and we this long to send the reply.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -134,6 +139,24 @@ struct Web {
     state: Arc<WebState>,
 }
 
+/// The listener a request came in on: it decides which names the `Host` header may give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The LAN listener (`--web-listen`), plain HTTP.
+    Lan,
+    /// The HTTPS listener on this tailnet address ([`https`]).
+    Tailnet(IpAddr),
+}
+
+impl Via {
+    fn scheme(self) -> &'static str {
+        match self {
+            Via::Lan => "http",
+            Via::Tailnet(_) => "https",
+        }
+    }
+}
+
 /// Binds the listener (so a wrong address fails `tinytail run` at once) and serves in the
 /// background. The daemon has run [`check_listen`] before anything else.
 pub(crate) fn start(agent: &Agent, state: Arc<WebState>, config: WebConfig) -> Result<(), String> {
@@ -151,8 +174,9 @@ pub(crate) fn start(agent: &Agent, state: Arc<WebState>, config: WebConfig) -> R
     }
     let web = Web { node: agent.clone(), state };
     let config = Arc::new(config);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    https::start(web.clone(), Arc::clone(&config), Arc::clone(&slots));
     tokio::spawn(async move {
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else { return };
             let (stream, peer) = match listener.accept().await {
@@ -165,7 +189,7 @@ pub(crate) fn start(agent: &Agent, state: Arc<WebState>, config: WebConfig) -> R
             };
             let (web, config) = (web.clone(), Arc::clone(&config));
             tokio::spawn(async move {
-                serve_connection(&web, &config, stream, peer).await;
+                serve_connection(&web, &config, stream, peer, Via::Lan).await;
                 drop(permit);
             });
         }
@@ -173,14 +197,18 @@ pub(crate) fn start(agent: &Agent, state: Arc<WebState>, config: WebConfig) -> R
     Ok(())
 }
 
-async fn serve_connection(web: &Web, config: &WebConfig, mut stream: TcpStream, peer: SocketAddr) {
+/// One request and its reply, over plain TCP or TLS.
+async fn serve_connection<S>(web: &Web, config: &WebConfig, mut stream: S, peer: SocketAddr, via: Via)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let response = match tokio::time::timeout(IO_TIMEOUT, read_request(&mut stream)).await {
         Err(_) => return,
         Ok(Err(None)) => return,
         Ok(Err(Some(e))) => (Response::text(e.status(), e.message()), false),
         Ok(Ok(req)) => {
             let head_only = req.method == "HEAD";
-            (route(web, config, &req, peer.ip()).await, head_only)
+            (route(web, config, &req, peer.ip(), via).await, head_only)
         }
     };
     let bytes = response.0.encode(response.1);
@@ -192,7 +220,7 @@ async fn serve_connection(web: &Web, config: &WebConfig, mut stream: TcpStream, 
 }
 
 /// Reads one request. `Err(None)`: the client went away; `Err(Some(_))`: answer with an error.
-async fn read_request(stream: &mut TcpStream) -> Result<Request, Option<HttpError>> {
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Request, Option<HttpError>> {
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 2048];
     let (mut req, head_len, body_len) = loop {
@@ -223,10 +251,18 @@ pub fn check_listen(config: &WebConfig) -> Result<(), String> {
     host::check_listen(config, &addresses)
 }
 
-async fn route(web: &Web, config: &WebConfig, req: &Request, client: IpAddr) -> Response {
+async fn route(web: &Web, config: &WebConfig, req: &Request, client: IpAddr, via: Via) -> Response {
     // Every request, before anything else: a name that is not ours is a DNS-rebinding site.
-    let addresses = || tinytail_hal::net::linux::addresses_by_interface().unwrap_or_default();
-    if !host::allowed(req.header("host"), config, addresses) {
+    let ours = match via {
+        Via::Lan => {
+            let addresses = || tinytail_hal::net::linux::addresses_by_interface().unwrap_or_default();
+            host::allowed(req.header("host"), config, addresses)
+        }
+        Via::Tailnet(listen) => {
+            host::allowed_tailnet(req.header("host"), listen, web.node.lock().certs.served.keys())
+        }
+    };
+    if !ours {
         return Response::text(403, "forbidden: the Host header does not name this router");
     }
     if req.path.starts_with("/api/") {
@@ -251,7 +287,7 @@ async fn route(web: &Web, config: &WebConfig, req: &Request, client: IpAddr) -> 
     if req.method != "POST" {
         return Response::text(405, "method not allowed");
     }
-    if let Err(why) = check_origin(req) {
+    if let Err(why) = check_origin(req, via.scheme()) {
         return Response::text(403, &format!("forbidden: {why}"));
     }
     match req.path.as_str() {
@@ -305,11 +341,13 @@ async fn route(web: &Web, config: &WebConfig, req: &Request, client: IpAddr) -> 
 }
 
 /// A browser sends `Origin` on every POST (and `Referer` with our same-origin policy); when
-/// either is there it must name this host, as the `Host` header does.
-fn check_origin(req: &Request) -> Result<(), &'static str> {
+/// either is there it must name this host, as the `Host` header does, with the listener's
+/// `scheme` (`http` or `https`).
+fn check_origin(req: &Request, scheme: &str) -> Result<(), &'static str> {
     let host = req.header("host").unwrap_or("");
     let names_us = |url: &str| {
-        url.strip_prefix("http://")
+        url.strip_prefix(scheme)
+            .and_then(|rest| rest.strip_prefix("://"))
             .map(|rest| rest.split('/').next().unwrap_or(""))
             .is_some_and(|authority| !host.is_empty() && authority.eq_ignore_ascii_case(host))
     };
@@ -341,6 +379,7 @@ fn index(web: &Web, config: &WebConfig, req: &Request) -> Response {
         return login_page(None, 200);
     };
     let (status, engine) = status_json(web);
+    let certificates = crate::certify::status_list(&web.node);
     let listen_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_loopback());
     let lan_subnets = lan::read(&config.lan_interface, listen_ip);
     let view = page::StatusView {
@@ -352,6 +391,7 @@ fn index(web: &Web, config: &WebConfig, req: &Request) -> Response {
         lan_subnets: &lan_subnets,
         login_qr: status["AuthURL"].as_str().filter(|u| !u.is_empty()).and_then(qr::svg_data_uri),
         engine: engine.as_ref(),
+        certificates: &certificates,
         now: clock::unix_now(),
     };
     Response::html(200, page::status(&view))
@@ -707,6 +747,8 @@ async fn api_set_routes(web: &Web, req: &Request) -> Response {
 
 /// A snapshot of what the device object shows. Only public keys leave this function.
 fn device_source(web: &Web) -> api::DeviceSource {
+    // Before the lock below: the status list takes it itself.
+    let certificates = crate::certify::status_list(&web.node);
     let s = web.node.lock();
     let public = |k: &tinytail_core::key::PrivateKey| tinytail_core::control::noise::public_key(k);
     let hostinfo = hostinfo(&s.state.prefs, &s.version, 0);
@@ -727,6 +769,7 @@ fn device_source(web: &Web) -> api::DeviceSource {
             s.tka.verdicts.self_signed,
             s.tka.last_error.as_deref(),
         ),
+        certificates,
     }
 }
 
@@ -791,14 +834,20 @@ mod tests {
                 &config,
                 &request(method, path, "attacker.example:8088"),
                 client,
+                Via::Lan,
             ));
             assert_eq!(reply.status, 403, "{method} {path}");
             assert!(reply.body.starts_with(b"forbidden"), "{method} {path}");
         }
         assert!(web.state.lock().credentials.password.is_none(), "the rebinding site set the password");
         // The same setup request naming the router does set it: the Host alone made the difference.
-        let reply =
-            runtime.block_on(route(&web, &config, &request("POST", "/setup", "127.0.0.1:8088"), client));
+        let reply = runtime.block_on(route(
+            &web,
+            &config,
+            &request("POST", "/setup", "127.0.0.1:8088"),
+            client,
+            Via::Lan,
+        ));
         assert_eq!(reply.status, 303, "{}", String::from_utf8_lossy(&reply.body));
         assert!(web.state.lock().credentials.password.is_some());
         let _ = std::fs::remove_dir_all(dir);
@@ -828,7 +877,7 @@ mod tests {
             body: body.as_bytes().to_vec(),
             ..Request::default()
         };
-        let reply = runtime.block_on(route(web, config, &req, "127.0.0.1".parse().unwrap()));
+        let reply = runtime.block_on(route(web, config, &req, "127.0.0.1".parse().unwrap(), Via::Lan));
         let flash = cookie
             .and_then(|t| web.state.lock().sessions.get(t, Instant::now()).and_then(|s| s.flash.take()));
         (reply, flash)
@@ -909,26 +958,47 @@ mod tests {
 
     #[test]
     fn origin_must_name_this_host_when_present() {
+        assert!(check_origin(
+            &post(&[("host", "192.0.2.1:8088"), ("origin", "http://192.0.2.1:8088")]),
+            "http"
+        )
+        .is_ok());
         assert!(
-            check_origin(&post(&[("host", "192.0.2.1:8088"), ("origin", "http://192.0.2.1:8088")])).is_ok()
-        );
-        assert!(
-            check_origin(&post(&[("host", "192.0.2.1:8088")])).is_ok(),
+            check_origin(&post(&[("host", "192.0.2.1:8088")]), "http").is_ok(),
             "no Origin: the CSRF token decides"
         );
+        assert!(check_origin(
+            &post(&[("host", "192.0.2.1:8088"), ("origin", "http://evil.example")]),
+            "http"
+        )
+        .is_err());
+        assert!(check_origin(&post(&[("host", "192.0.2.1:8088"), ("origin", "null")]), "http").is_err());
+        assert!(check_origin(
+            &post(&[("host", "192.0.2.1:8088"), ("origin", "http://192.0.2.1:8089")]),
+            "http"
+        )
+        .is_err());
+        assert!(check_origin(
+            &post(&[("host", "192.0.2.1:8088"), ("referer", "http://192.0.2.1:8088/")]),
+            "http"
+        )
+        .is_ok());
+        assert!(check_origin(
+            &post(&[("host", "192.0.2.1:8088"), ("referer", "http://192.0.2.1.evil/")]),
+            "http"
+        )
+        .is_err());
         assert!(
-            check_origin(&post(&[("host", "192.0.2.1:8088"), ("origin", "http://evil.example")])).is_err()
+            check_origin(&post(&[("origin", "http://192.0.2.1:8088")]), "http").is_err(),
+            "no Host, no match"
         );
-        assert!(check_origin(&post(&[("host", "192.0.2.1:8088"), ("origin", "null")])).is_err());
-        assert!(
-            check_origin(&post(&[("host", "192.0.2.1:8088"), ("origin", "http://192.0.2.1:8089")])).is_err()
-        );
-        assert!(
-            check_origin(&post(&[("host", "192.0.2.1:8088"), ("referer", "http://192.0.2.1:8088/")])).is_ok()
-        );
-        assert!(check_origin(&post(&[("host", "192.0.2.1:8088"), ("referer", "http://192.0.2.1.evil/")]))
-            .is_err());
-        assert!(check_origin(&post(&[("origin", "http://192.0.2.1:8088")])).is_err(), "no Host, no match");
+        // Over HTTPS the origin is https://, and http:// is another origin (and the reverse).
+        let name = "router.tail1234.ts.net";
+        let https = |origin: &str| post(&[("host", name), ("origin", origin)]);
+        assert!(check_origin(&https("https://router.tail1234.ts.net"), "https").is_ok());
+        assert!(check_origin(&https("http://router.tail1234.ts.net"), "https").is_err());
+        assert!(check_origin(&https("https://router.tail1234.ts.net"), "http").is_err());
+        assert!(check_origin(&https("https://router.tail1234.ts.net.evil"), "https").is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::auth::Flash;
 use super::http::escape_html as esc;
+use crate::cert::{CertStatus, CT_NOTICE};
 use crate::clock;
 use crate::magicsock::{EngineStatus, PeerStatus};
 
@@ -40,6 +41,8 @@ pub struct StatusView<'a> {
     pub login_qr: Option<String>,
     /// The datapath's status, `None` while it is not running.
     pub engine: Option<&'a EngineStatus>,
+    /// Each name's certificate status, as `tinytail cert --status` gives it.
+    pub certificates: &'a [Value],
     pub now: i64,
 }
 
@@ -129,6 +132,7 @@ pub fn status(v: &StatusView<'_>) -> String {
     b.push_str(&lock_section(v));
     b.push_str(&datapath_section(s, v.engine));
     b.push_str(&options_section(v));
+    b.push_str(&cert_section(v.certificates));
     b.push_str(&api_section(v));
     b.push_str("</main>");
     let waiting = s["AuthURL"].as_str().is_some_and(|u| !u.is_empty())
@@ -741,6 +745,49 @@ fn datapath_section(s: &Value, engine: Option<&EngineStatus>) -> String {
     b
 }
 
+/// "HTTPS certificate": each name's status in the admin console's words; before a name's first
+/// certificate, how to get one and the Certificate Transparency notice. Nothing without names
+/// (HTTPS is off for the tailnet, or the node is logged out).
+fn cert_section(certificates: &[Value]) -> String {
+    if certificates.is_empty() {
+        return String::new();
+    }
+    let mut b = String::from("<section id=\"cert\"><h2>HTTPS certificate</h2><dl>");
+    let mut missing = None;
+    for c in certificates {
+        let text = |field: &str| c[field].as_str().unwrap_or_default();
+        let (domain, status) = (text("Domain"), text("Status"));
+        let class = if status == CertStatus::Valid.label() { "ok" } else { "bad" };
+        let _ = write!(b, "<dt>{}</dt><dd><span class=\"badge {class}\">{}</span>", esc(domain), esc(status));
+        for (field, label) in [
+            ("Error", ""),
+            ("NotAfter", "valid until "),
+            ("RenewAt", "renews "),
+            ("LastError", "last renewal failed: "),
+        ] {
+            if let Some(v) = c[field].as_str().filter(|v| !v.is_empty()) {
+                let _ = write!(b, "<br><small>{label}{}</small>", esc(v));
+            }
+        }
+        b.push_str("</dd>");
+        if status == CertStatus::Missing.label() {
+            missing.get_or_insert(domain);
+        }
+    }
+    b.push_str("</dl>");
+    if let Some(domain) = missing {
+        let _ = write!(
+            b,
+            "<p>Get one with <code>tinytail cert {}</code> on the router; the page is then also served \
+             over HTTPS on the tailnet.</p><p class=\"warn\" id=\"ct-notice\">{}</p>",
+            esc(domain),
+            esc(CT_NOTICE)
+        );
+    }
+    b.push_str("</section>");
+    b
+}
+
 fn api_section(v: &StatusView<'_>) -> String {
     let mut b = String::from(
         "<section id=\"api\"><h2>Local API</h2><p>JSON under <code>/api/v2</code>, with a bearer token \
@@ -849,8 +896,39 @@ mod tests {
             lan_subnets: lan,
             login_qr: None,
             engine: None,
+            certificates: &[],
             now: clock::parse_rfc3339("2026-11-26T09:00:00Z").unwrap(),
         }
+    }
+
+    #[test]
+    fn certificate_section_shows_the_status_words_and_the_ct_notice_before_the_first() {
+        let s = running();
+        let html = status(&view(&s, &[]));
+        assert!(!html.contains("id=\"cert\""), "no names, no section");
+        let list = [
+            serde_json::json!({"Domain": "router.tail1234.ts.net", "Status": "Valid",
+                "NotAfter": "2027-02-24T09:00:00Z", "RenewAt": "2027-01-25T09:00:00Z"}),
+            serde_json::json!({"Domain": "<b>.ts.net", "Status": "Invalid", "Error": "name mismatch"}),
+        ];
+        let html = status(&StatusView { certificates: &list, ..view(&s, &[]) });
+        assert!(html.contains("<h2>HTTPS certificate</h2>"));
+        assert!(html.contains("<span class=\"badge ok\">Valid</span>"));
+        assert!(html.contains("valid until 2027-02-24T09:00:00Z"));
+        assert!(html.contains("<span class=\"badge bad\">Invalid</span>") && html.contains("name mismatch"));
+        assert!(html.contains("&lt;b&gt;.ts.net") && !html.contains("<b>.ts.net"), "escaped");
+        assert!(!html.contains("ct-notice"), "every name has a certificate");
+        let list =
+            [serde_json::json!({"Domain": "router.tail1234.ts.net", "Status": "No certificate found"})];
+        let html = status(&StatusView { certificates: &list, ..view(&s, &[]) });
+        assert!(html.contains("No certificate found"));
+        assert!(html.contains("tinytail cert router.tail1234.ts.net"));
+        assert!(html.contains(&esc(CT_NOTICE)), "the CT notice before the first issuance");
+        let list = [serde_json::json!({"Domain": "router.tail1234.ts.net", "Status": "Certificate expired",
+            "LastError": "set-dns response: 500"})];
+        let html = status(&StatusView { certificates: &list, ..view(&s, &[]) });
+        assert!(html.contains("<span class=\"badge bad\">Certificate expired</span>"));
+        assert!(html.contains("last renewal failed: set-dns response: 500"));
     }
 
     #[test]
