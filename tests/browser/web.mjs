@@ -23,10 +23,17 @@
 //                        in; the tailnet-lock section lists the locked-out peer TT_NODE with a
 //                        Sign button; dismissing the confirm sends nothing; accepting it signs:
 //                        the page's note says so (its time, epoch seconds, to TT_OUT/signed-at)
+//   node web.mjs https   (cert.sh, from a tailscaled peer's namespace) TT_URL is https://NAME/ on
+//                        the router's tailnet address TT_TAILNET_IP: set the admin password over
+//                        HTTPS (with TT_SETUP_CODE when asked), sign in; the page came over TLS
+//                        with the certificate for NAME from Pebble's intermediate (whose SPKI,
+//                        TT_SPKI, chromium is told to trust: it has no Pebble root), and its HTTPS
+//                        certificate section says NAME is Valid
 //
 // Environment: TT_URL (the page), HS_URL, TT_AUTHKEY (join), TT_PASSWORD, TT_OUT (screenshots,
 // page weight, API token file), TT_TRAFFIC (every response is saved there for the secret grep),
-// TT_DOCS (verify: where the README's phone screenshot goes), TT_NODE (lock-sign: nodekey:...).
+// TT_DOCS (verify: where the README's phone screenshot goes), TT_NODE (lock-sign: nodekey:...),
+// TT_TAILNET_IP and TT_SPKI (https).
 // Each check prints "web: ok  ..."; the first failure exits non-zero.
 import { chromium } from "playwright-core";
 import fs from "node:fs";
@@ -450,13 +457,49 @@ async function lockSign(browser) {
   await context.close();
 }
 
-const browser = await launch();
+async function https(browser) {
+  const name = new URL(URL_).hostname;
+  const context = await newContext(browser, { width: 1280, height: 900 });
+  const page = await context.newPage();
+  watchConsole(page);
+  const first = await page.goto(`${URL_}setup`);
+  check(first && first.url().startsWith(`https://${name}/`), `the page did not load over HTTPS: ${first && first.url()}`);
+  const tls = await first.securityDetails();
+  check(tls && tls.subjectName === name && /Pebble Intermediate CA/.test(tls.issuer),
+    `TLS: ${tls ? `${tls.protocol} subject ${tls.subjectName} issuer ${tls.issuer}` : "none"}`);
+  const asksCode = (await page.locator("#code").count()) === 1;
+  if (asksCode) await page.fill("#code", env("TT_SETUP_CODE"));
+  await page.fill("#pw", PASSWORD);
+  await page.fill("#pw2", PASSWORD);
+  await Promise.all([page.waitForLoadState(), page.click("button[type=submit]")]);
+  check((await text(page, "#flash")).includes("Password set"), `setting the password: ${await text(page, "#flash")}`);
+  await context.clearCookies();
+  await signIn(page, PASSWORD);
+  check((await text(page, "#flash")).includes("Signed in"), `sign in over HTTPS: ${await text(page, "#flash")}`);
+  const section = await text(page, "#cert");
+  const entry = page.locator("#cert dt").filter({ hasText: name });
+  check((await entry.count()) === 1, `no entry for ${name} in the certificate section: ${section}`);
+  const badge = (await entry.locator("xpath=following-sibling::dd[1]").locator(".badge").innerText()).trim();
+  check(badge === "Valid", `${name}'s status on the page: ${badge} (${section})`);
+  check(cspViolations.length === 0, `CSP violations: ${cspViolations.join("; ")}`);
+  ok(`over HTTPS on ${env("TT_TAILNET_IP")}:443 as ${name} (${tls.protocol}, issuer ${tls.issuer}): password set` +
+    ` (${asksCode ? "with the setup code" : "no setup code asked"}), signed in; the HTTPS certificate section says ${name} ${badge}`);
+  await context.close();
+}
+
+// The https phase resolves the certificate's name to the tailnet address and trusts Pebble's
+// intermediate by its key (chromium has no way to take a root from a file).
+const browser = await launch(phase === "https" ? [
+  `--host-resolver-rules=MAP ${new URL(URL_).hostname} ${env("TT_TAILNET_IP")}`,
+  `--ignore-certificate-errors-spki-list=${env("TT_SPKI")}`,
+] : []);
 try {
   if (phase === "join") await join(browser);
   else if (phase === "verify") await verify(browser);
   else if (phase === "relogin") await relogin(browser);
   else if (phase === "online") await online(browser);
   else if (phase === "lock-sign") await lockSign(browser);
+  else if (phase === "https") await https(browser);
   else fail(`unknown phase "${phase}"`);
 } finally {
   await browser.close();

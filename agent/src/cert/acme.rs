@@ -18,7 +18,7 @@ use instant_acme::{
 };
 
 use super::x509;
-use crate::control::{http1, transport, ServerUrl};
+use crate::control::{http1, transport, ControlError, ServerUrl};
 
 /// Let's Encrypt's production directory: tailscaled's default.
 pub const DEFAULT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -147,7 +147,11 @@ async fn exchange(
             headers.push((name.as_str(), value.to_str().map_err(|_| "non-ASCII header".to_string())?));
         }
     }
-    let mut io = transport::dial(&url, Some(tls)).await.map_err(|e| e.to_string())?;
+    let mut io = transport::dial(&url, Some(tls)).await.map_err(|e| match e {
+        // Its own wording names the login server; this is the CA.
+        ControlError::Unreachable(why) => format!("cannot reach {why}"),
+        other => other.to_string(),
+    })?;
     let (head, rest) =
         http1::request_with_body(&mut io, parts.method.as_str(), &url.authority(), path, &headers, &body)
             .await

@@ -252,6 +252,20 @@ pub fn check_listen(config: &WebConfig) -> Result<(), String> {
 }
 
 async fn route(web: &Web, config: &WebConfig, req: &Request, client: IpAddr, via: Via) -> Response {
+    let mut response = answer(web, config, req, client, via).await;
+    if matches!(via, Via::Tailnet(_)) {
+        // A cookie set over HTTPS never goes back over plain HTTP to the same name.
+        for (name, value) in &mut response.headers {
+            if *name == "Set-Cookie" {
+                value.push_str("; Secure");
+            }
+        }
+    }
+    response
+}
+
+/// [`route`]'s answer before the cookies are marked for the transport.
+async fn answer(web: &Web, config: &WebConfig, req: &Request, client: IpAddr, via: Via) -> Response {
     // Every request, before anything else: a name that is not ours is a DNS-rebinding site.
     let ours = match via {
         Via::Lan => {
@@ -850,6 +864,30 @@ mod tests {
         ));
         assert_eq!(reply.status, 303, "{}", String::from_utf8_lossy(&reply.body));
         assert!(web.state.lock().credentials.password.is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn cookies_are_secure_over_https_only() {
+        let (web, config, dir) = test_web("secure-cookie");
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let tailnet: IpAddr = "100.64.0.3".parse().unwrap();
+        let cookies = |host: &str, via: Via| {
+            let req = Request {
+                method: "GET".into(),
+                path: "/setup".into(),
+                headers: vec![("host".into(), host.into())],
+                ..Request::default()
+            };
+            let reply = runtime.block_on(route(&web, &config, &req, "127.0.0.1".parse().unwrap(), via));
+            assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+            let set: Vec<String> =
+                reply.headers.iter().filter(|(n, _)| *n == "Set-Cookie").map(|(_, v)| v.clone()).collect();
+            assert!(!set.is_empty());
+            set
+        };
+        assert!(cookies("100.64.0.3", Via::Tailnet(tailnet)).iter().all(|c| c.ends_with("; Secure")));
+        assert!(cookies("127.0.0.1:8088", Via::Lan).iter().all(|c| !c.contains("Secure")));
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -35,6 +35,7 @@
 //	POST /debug/tka/grow?aums=N  turn lock on with an N-AUM chain of testctl's own (bench/tka.sh)
 //	GET /debug/set-dns  JSON list of the TXT records set-dns forwarded (see debugSetDNS)
 //	POST /debug/set-dns/tamper?on=true|false  forward wrong TXT values (negative tests)
+//	POST /debug/set-dns/delay?d=10s  reply to set-dns that late, after forwarding (kill tests)
 //	POST /debug/c2n?node=NAME&path=PATH[&timeout=10s][&method=GET]  ask node NAME (hostname, DNS
 //	     label or MagicDNS name) for PATH (url-escaped, its query included) over c2n; 200 with
 //	     {"status": N, "body": "..."} (the node's answer); 400 bad parameters, 404 no such node,
@@ -86,6 +87,7 @@ func main() {
 	mux.HandleFunc("POST /debug/tka/grow", s.serveDebugTKAGrow)
 	mux.HandleFunc("GET /debug/set-dns", s.serveDebugSetDNS)
 	mux.HandleFunc("POST /debug/set-dns/tamper", s.serveDebugSetDNSTamper)
+	mux.HandleFunc("POST /debug/set-dns/delay", s.serveDebugSetDNSDelay)
 	mux.HandleFunc("POST /debug/c2n", s.serveDebugC2N)
 	if *tlsCert != "" {
 		if *derpHost != "" {

@@ -27,8 +27,11 @@ const acmeChallengePrefix = "_acme-challenge."
 type setDNS struct {
 	challtestsrv string // base URL without a trailing slash; "" = set-dns is off (501)
 
-	mu      sync.Mutex
-	tamper  bool // POST /debug/set-dns/tamper?on=true: forward a wrong value (negative tests)
+	mu     sync.Mutex
+	tamper bool // POST /debug/set-dns/tamper?on=true: forward a wrong value (negative tests)
+	// POST /debug/set-dns/delay?d=DURATION: hold each reply this long after the record is
+	// forwarded and listed, so a test can kill the client in the middle of its issuance.
+	delay   time.Duration
 	records []debugSetDNS
 }
 
@@ -114,17 +117,36 @@ func (s *server) serveSetDNS(w http.ResponseWriter, r *http.Request, mkey key.Ma
 	}
 	s.dns.mu.Lock()
 	s.dns.records = append(s.dns.records, rec)
+	delay := s.dns.delay
 	s.dns.mu.Unlock()
 	log.Printf("set-dns: node %d TXT %s = %q%s", id, rec.Host, rec.Forwarded, map[bool]string{true: " (TAMPERED)"}[tamper])
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	writeJSON(w, tailcfg.SetDNSResponse{})
 }
 
 var challtestsrvClient = &http.Client{Timeout: 10 * time.Second}
 
-// setTXT adds a TXT record to challtestsrv (its management API wants the trailing dot).
+// setTXT makes value the TXT record of host in challtestsrv (its management API wants the
+// trailing dot). Older values of host are cleared first: challtestsrv keeps adding values under
+// a name, and once their answer outgrows a UDP DNS message Pebble's lookup fails ("dns:
+// overflowing header size"), so after a few issuances for one name none would validate.
 func (d *setDNS) setTXT(r *http.Request, host, value string) error {
-	body, _ := json.Marshal(map[string]string{"host": host, "value": value})
-	req, err := http.NewRequestWithContext(r.Context(), "POST", d.challtestsrv+"/set-txt", bytes.NewReader(body))
+	if err := d.post(r, "/clear-txt", map[string]string{"host": host}); err != nil {
+		return err
+	}
+	return d.post(r, "/set-txt", map[string]string{"host": host, "value": value})
+}
+
+// post sends one call of challtestsrv's management API.
+func (d *setDNS) post(r *http.Request, path string, fields map[string]string) error {
+	body, _ := json.Marshal(fields)
+	req, err := http.NewRequestWithContext(r.Context(), "POST", d.challtestsrv+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -136,7 +158,7 @@ func (d *setDNS) setTXT(r *http.Request, host, value string) error {
 	defer res.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(res.Body, 200))
 	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("set-txt: %s %s", res.Status, strings.TrimSpace(string(msg)))
+		return fmt.Errorf("%s: %s %s", strings.TrimPrefix(path, "/"), res.Status, strings.TrimSpace(string(msg)))
 	}
 	return nil
 }
@@ -161,4 +183,19 @@ func (s *server) serveDebugSetDNSTamper(w http.ResponseWriter, r *http.Request) 
 	s.dns.mu.Unlock()
 	log.Printf("set-dns: tampering %v", on)
 	writeJSON(w, map[string]bool{"tamper": on})
+}
+
+// serveDebugSetDNSDelay is POST /debug/set-dns/delay?d=DURATION (test-only; 0 turns it off):
+// set-dns replies that long after the record is forwarded and listed in GET /debug/set-dns.
+func (s *server) serveDebugSetDNSDelay(w http.ResponseWriter, r *http.Request) {
+	d, err := time.ParseDuration(r.URL.Query().Get("d"))
+	if err != nil || d < 0 || d > 5*time.Minute {
+		httpError(w, r, http.StatusBadRequest, "delay: d must be a duration from 0 to 5m")
+		return
+	}
+	s.dns.mu.Lock()
+	s.dns.delay = d
+	s.dns.mu.Unlock()
+	log.Printf("set-dns: replies delayed by %v", d)
+	writeJSON(w, map[string]string{"delay": d.String()})
 }

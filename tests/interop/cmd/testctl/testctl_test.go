@@ -501,24 +501,34 @@ func TestGrow(t *testing.T) {
 	}
 }
 
-// fakeChalltestsrv records the /set-txt calls pebble-challtestsrv would get; fail makes it answer
-// 500.
+// fakeChalltestsrv records the /set-txt calls pebble-challtestsrv would get (and the hosts of
+// its /clear-txt calls); fail makes it answer 500.
 type fakeChalltestsrv struct {
 	*httptest.Server
-	got  []map[string]string
-	fail bool
+	got     []map[string]string
+	cleared []string
+	fail    bool
 }
 
 func newFakeChalltestsrv(t *testing.T) *fakeChalltestsrv {
 	f := &fakeChalltestsrv{}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body map[string]string
-		if r.Method != "POST" || r.URL.Path != "/set-txt" || json.NewDecoder(r.Body).Decode(&body) != nil {
+		if r.Method != "POST" || (r.URL.Path != "/set-txt" && r.URL.Path != "/clear-txt") ||
+			json.NewDecoder(r.Body).Decode(&body) != nil {
 			http.Error(w, "bad request", 400)
 			return
 		}
 		if f.fail {
 			http.Error(w, "challtestsrv is down", 500)
+			return
+		}
+		if r.URL.Path == "/clear-txt" {
+			f.cleared = append(f.cleared, body["host"])
+			return
+		}
+		if n := len(f.cleared); n == 0 || f.cleared[n-1] != body["host"] {
+			http.Error(w, "set-txt without a clear-txt of the same host first", 400)
 			return
 		}
 		f.got = append(f.got, body)
@@ -633,6 +643,7 @@ func TestSetDNS(t *testing.T) {
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /debug/set-dns", s.serveDebugSetDNS)
 		mux.HandleFunc("POST /debug/set-dns/tamper", s.serveDebugSetDNSTamper)
+		mux.HandleFunc("POST /debug/set-dns/delay", s.serveDebugSetDNSDelay)
 		recoverer(mux).ServeHTTP(rec, req)
 		return rec.Code, rec.Body.Bytes()
 	}
@@ -656,4 +667,21 @@ func TestSetDNS(t *testing.T) {
 		recs[0].Host != "_acme-challenge.a.tail1234.ts.net." || recs[0].Node != 1 || recs[0].Tampered {
 		t.Fatalf("debug/set-dns: %s (%v)", body, err)
 	}
+
+	// Delay: the record is forwarded at once, the reply comes after d.
+	for _, bad := range []string{"ten", "-1s", "6m"} {
+		if code, body := admin("POST", "/debug/set-dns/delay?d="+bad); code != 400 {
+			t.Fatalf("delay?d=%s: %d %s", bad, code, body)
+		}
+	}
+	code, body = admin("POST", "/debug/set-dns/delay?d=300ms")
+	mustOK(t, "delay on", code, body)
+	start := time.Now()
+	code, body = call(t, s, a.mkey, "POST", "/machine/set-dns", setDNSReq(a.nk.Public(), "_acme-challenge.a.tail1234.ts.net", "TXT", "late"))
+	mustOK(t, "set-dns delayed", code, body)
+	if took := time.Since(start); took < 300*time.Millisecond || fake.got[len(fake.got)-1]["value"] != "late" {
+		t.Fatalf("delayed set-dns replied after %v, challtestsrv got %q", took, fake.got[len(fake.got)-1]["value"])
+	}
+	code, body = admin("POST", "/debug/set-dns/delay?d=0s")
+	mustOK(t, "delay off", code, body)
 }
