@@ -773,30 +773,9 @@ fn c2n_target(request: &[u8]) -> Option<(&str, &str, &str)> {
     Some((method, path, query))
 }
 
-/// One query parameter, percent-decoded; `None` when absent, empty or not UTF-8.
+/// One query parameter, percent-decoded (the web page's form rules); `None` when absent or empty.
 fn query_value(query: &str, name: &str) -> Option<String> {
-    let raw = query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))?;
-    let mut out = Vec::with_capacity(raw.len());
-    let bytes = raw.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok().filter(|v| !v.is_empty())
+    http1::form_value(query.as_bytes(), name).filter(|v| !v.is_empty())
 }
 
 /// `scheme://authority/path?query` -> (`scheme://authority`, `/path?query`).
@@ -835,8 +814,9 @@ mod tests {
         assert_eq!(query_value("x=1&domain=a%2Eb.ts.net", "domain"), Some("a.b.ts.net".into()));
         assert_eq!(query_value("domainx=1", "domain"), None);
         assert_eq!(query_value("domain=", "domain"), None);
-        assert_eq!(query_value("domain=%zz", "domain"), None);
-        assert_eq!(query_value("domain=%f", "domain"), None);
+        // Bad escapes stay as they are (no certificate is stored under such a name).
+        assert_eq!(query_value("domain=%zz", "domain"), Some("%zz".into()));
+        assert_eq!(query_value("domain=%f", "domain"), Some("%f".into()));
         for bad in [
             &b""[..],
             b"GET",

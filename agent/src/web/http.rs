@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+pub use crate::control::http1::form_value;
+
 /// The request line and headers together may be at most this long.
 pub const MAX_HEAD: usize = 8 << 10;
 /// Request bodies (forms, JSON) may be at most this long.
@@ -162,42 +164,6 @@ fn is_token_byte(b: u8) -> bool {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The value of `name` in `a=1&b=2` (form or query), `+` as space, percent-decoded; invalid
-/// escapes are kept as they are and invalid UTF-8 is replaced, never a panic.
-pub fn form_value(encoded: &[u8], name: &str) -> Option<String> {
-    encoded.split(|&b| b == b'&').find_map(|pair| {
-        let (n, v) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &[][..]),
-        };
-        (percent_decode(n) == name).then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(bytes: &[u8]) -> String {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
