@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end proof 2 of issue #15 (HTTPS certificates), the ground a Rust ACME client will be
-# proven on: Debian's Pebble (an RFC 8555 test CA that really validates DNS-01; never
+# End-to-end proofs of issue #15 (HTTPS certificates), for tailscaled (proof 2: the rig is right)
+# and for tinytail (T1-T8): Debian's Pebble (an RFC 8555 test CA that really validates DNS-01; never
 # PEBBLE_VA_ALWAYS_VALID) and pebble-challtestsrv (its DNS) on the rig's control host, our test
 # control (tests/interop/cmd/testctl -challtestsrv) giving every node CertDomains and answering
 # /machine/set-dns, and real tailscaled nodes (the pinned v1.101) running `tailscale cert` with
@@ -31,10 +31,15 @@
 #      the same command succeeds and the chain verifies (so the TXT value made the difference)
 #   T1 tinytail (hostname router) joins; `tinytail cert` without a domain gives tailscale's usage
 #      hint naming its CertDomain, another node's name is refused with tailscale's words and
-#      nothing written; --status says "No certificate found" with the CT-log notice
+#      nothing written; --status says "No certificate found" with the CT-log notice; control's
+#      c2n /tls-cert-status (testctl's /debug/c2n) gets {"Missing":true,...}
 #   T2 `tinytail cert` for its name: CT notice, both files (key 0600, P-256, matching), the chain
 #      verifies against Pebble's root, status Valid in `cert --status` and `status --json`, `store
 #      info` lists the account, chain and key records without values
+#   T2b c2n gets {"Valid":true} with the leaf's dates; tailscaled A fetches https://NAME/ on
+#      tinytail's tailnet address at 443, verified against Pebble's root only; the LAN page
+#      stays; headless chromium in A's namespace loads the page over HTTPS, sets the password,
+#      signs in and reads "Valid" in its certificate section
 #   T3 after a restart the stored certificate is Valid and reused ("unchanged"), no set-dns
 #   T4 a tampered TXT value: Pebble refuses, the error says so, files and store unchanged, status
 #      still Valid with LastError
@@ -44,11 +49,16 @@
 #      certificates (and no memory of our account, which the agent replaces); renewal planned at
 #      2/3 of the lifetime less jitter; tinytail restarted at +60 s; the CA down from +100 s: two
 #      failed renewals with backoff, the old certificate Valid and kept, status says why; the CA
-#      back: the agent renews on its own before the old certificate expires
+#      back: the agent renews on its own before the old certificate expires, and the page
+#      serves the new certificate from the same process and listener
+#   T8 a 20-second certificate with the CA down: "Certificate expired" in --status, status --json
+#      and c2n; tailscaled B's certificate written under our name into the stopped agent's store
+#      (hal example store_put_cert, as a restored backup would): Invalid with the reason, in c2n
+#      too, and not served; the next `tinytail cert` replaces it
 #   T6 Headscale (set-dns 501): one clear line offering --dns-hook; a non-executable hook is
 #      refused; with a hook that writes into challtestsrv (its stderr shown) the certificate
 #      verifies; a failing hook aborts with its stderr and the store keeps the old certificate
-# Not covered here yet: tinytail's renewal on its own, c2n /tls-cert-status, HTTPS page, wildcards.
+# Not covered: Let's Encrypt itself, ARI (Debian's Pebble offers no renewal info), wildcards.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
@@ -410,7 +420,7 @@ pass() { printf 'cert: ok  %s\n' "$*"; }
   served_is "$s1" || rig_fail "T7: with the CA down the page serves $(served_serial), not the old $s1"
   why="$(tt_field LastError)" retry="$(tt_field RetryAt)"
   [[ "$why" == *"ACME server: cannot reach https://198.18.0.10:14000"* && -n "$retry" ]] || rig_fail "T7: status does not say why: $(tt cert --status --json "$r_name")"
-  gaps="$(tt_logs | grep "cert: renewing $r_name failed" | head -n 2 | grep -o 'retry at [0-9T:Z-]*' | tr '\n' ' ')"
+  gaps="$(tt_logs | grep "cert: renewing $r_name failed" | head -n 2 | grep -o 'retry at [0-9T:Z-]*' | cut -c10- | paste -sd ' ')"
   pebble_restart 300
   renewed() { [[ "$(tt_serial)" != "$s1" ]]; }
   rig_wait_for 90 "the renewal after the CA came back" renewed ||
@@ -475,7 +485,9 @@ pass() { printf 'cert: ok  %s\n' "$*"; }
   grep -q "this control server cannot publish ACME DNS records" "$out/t6a.out" && grep -q -- "--dns-hook" "$out/t6a.out" ||
     rig_fail "T6: Headscale's 501: $(cat "$out/t6a.out")"
   [[ ! -e "$out/h.crt" ]] || rig_fail "T6: a file was written"
-  ! tt cert --dns-hook /etc/hostname >"$out/t6b.out" 2>&1 || rig_fail "T6: a non-executable hook was taken"
+  printf '#!/bin/sh\nexit 0\n' >"$RIG_DIR/not-a-hook"
+  chmod 644 "$RIG_DIR/not-a-hook"
+  ! tt cert --dns-hook "$RIG_DIR/not-a-hook" >"$out/t6b.out" 2>&1 || rig_fail "T6: a non-executable hook was taken"
   grep -q "not an executable file" "$out/t6b.out" || rig_fail "T6: bad hook: $(cat "$out/t6b.out")"
   # The hook a Headscale user writes for their DNS provider; here the provider is challtestsrv.
   hook="$RIG_DIR/dns-hook"
@@ -493,7 +505,7 @@ EOF
   tt cert --dns-hook "$hook" >"$out/t6c.out" 2>&1 || rig_fail "T6: setting the hook: $(cat "$out/t6c.out")"
   tt_cert t6d.out --cert-file "$out/h.crt" --key-file "$out/h.key" "$h_name" ||
     rig_fail "T6: tinytail cert with the hook failed: $(cat "$out/t6d.out")"
-  grep -q "published _acme-challenge.$h_name" "$out/t6d.out" || rig_fail "T6: the hook's stderr is not shown: $(cat "$out/t6d.out")"
+  grep -q "dns hook: published _acme-challenge.$h_name" "$out/t6d.out" || rig_fail "T6: the hook's stderr is not shown: $(cat "$out/t6d.out")"
   verify_chain "$out/h.crt" "$out/pebble-root.pem" "$h_name" || rig_fail "T6: chain: $(cat "$out/h.crt.verify")"
   h_serial="$(leaf_serial "$out/h.crt.leaf")"
   failing="$RIG_DIR/dns-hook-failing"
@@ -507,7 +519,7 @@ EOF
   tt_cert t6f.out --cert-file - --key-file "$out/stdout-run.key" "$h_name" >/dev/null || rig_fail "T6: $(cat "$out/t6f.out")"
   [[ "$(openssl x509 -in "$out/t6f.out" -noout -serial)" == "$h_serial" ]] || rig_fail "T6: the failing hook changed the store"
   pass "T6: Headscale: $(grep -o 'this control server[^;]*' "$out/t6a.out" | head -n 1); with --dns-hook" \
-    "the certificate for $h_name verifies (hook said: $(grep -o 'published .*' "$out/t6d.out" | head -n 1));" \
+    "the certificate for $h_name verifies (hook said: $(grep -o 'dns hook: published .*' "$out/t6d.out" | head -n 1));" \
     "a failing hook aborts with its stderr ($(grep -o 'quota exceeded' "$out/t6e.out" | head -n 1)) and nothing stored"
 )
 
