@@ -157,6 +157,7 @@ async fn supervise_datapath(
                         }
                         tokio::spawn(forward_endpoints(agent.clone(), handle.endpoints.clone()));
                         tokio::spawn(follow_netcheck(agent.clone(), handle.netcheck.clone()));
+                        tokio::spawn(follow_link(agent.clone(), handle.link_changes.clone()));
                         running = Some((handle, configs));
                     }
                     Err(e) => log(&format!("datapath: {e}")),
@@ -203,6 +204,13 @@ async fn follow_netcheck(agent: Agent, mut reports: watch::Receiver<Option<magic
             agent.endpoints_changed.notify_one();
             agent.notify();
         }
+    }
+}
+
+/// Tells the control loop when our addresses changed, so it redials from one we have.
+async fn follow_link(agent: Agent, mut changes: watch::Receiver<u64>) {
+    while changes.changed().await.is_ok() {
+        agent.link_changed.notify_one();
     }
 }
 

@@ -381,7 +381,14 @@ async fn control_loop(agent: Agent, mut session: Option<Session>) {
             None => login(&agent, None, None).await,
         };
         let result = match current {
-            Ok(s) => map_loop(&agent, &s, &mut failures).await,
+            // The connection may be bound to an address we no longer have; a dead one would
+            // only show at the watchdog, and a request on it (a map refresh) would wait forever.
+            Ok(s) => tokio::select! {
+                r = map_loop(&agent, &s, &mut failures) => r,
+                () = agent.link_changed.notified() => {
+                    Err(ControlError::Unreachable("this router's addresses changed; dialing again".into()))
+                }
+            },
             Err(e) => Err(e),
         };
         if let Err(e) = result {

@@ -97,6 +97,9 @@ pub(crate) struct Agent {
     pub(crate) changed: watch::Sender<u64>,
     /// Woken when magicsock's endpoints change, so the map loop tells control.
     pub(crate) endpoints_changed: Arc<tokio::sync::Notify>,
+    /// Woken when our interface addresses change: the control connection may be bound to an
+    /// address we lost, so the control loop dials again.
+    pub(crate) link_changed: Arc<tokio::sync::Notify>,
     /// Held while a certificate is being issued: one ACME order at a time.
     pub(crate) cert_issuing: Arc<tokio::sync::Mutex<()>>,
 }
@@ -144,6 +147,7 @@ impl Agent {
             ca_bundle,
             changed: watch::channel(0).0,
             endpoints_changed: Arc::new(tokio::sync::Notify::new()),
+            link_changed: Arc::new(tokio::sync::Notify::new()),
             cert_issuing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }

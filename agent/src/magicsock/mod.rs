@@ -45,8 +45,9 @@ pub const DEFAULT_PORT: u16 = 41641;
 const DERP_MAGIC_IP: Ipv4Addr = Ipv4Addr::new(127, 3, 3, 40);
 /// WireGuard timers and path upkeep run this often.
 const TICK: Duration = Duration::from_millis(250);
-/// Our endpoints (interface addresses) are re-read this often.
-const ENDPOINT_REFRESH: Duration = Duration::from_secs(30);
+/// Our interface addresses are re-read this often: a WAN address that changes under us (DHCP,
+/// PPPoE) is noticed within this. One netlink dump; nothing happens unless they changed.
+const LINK_POLL: Duration = Duration::from_secs(2);
 /// Unanswered pings are forgotten after this long (`pingTimeoutDuration`).
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Status (for `tinytail status` and the web page) is refreshed this often.
@@ -137,6 +138,9 @@ pub struct Handle {
     pub endpoints: watch::Receiver<Vec<SocketAddr>>,
     /// The latest netcheck report (its nearest region becomes our home DERP).
     pub netcheck: watch::Receiver<Option<Report>>,
+    /// Counts changes of our interface addresses (after the first reading): connections bound
+    /// to an address we no longer have are dead and must be made again.
+    pub link_changes: watch::Receiver<u64>,
 }
 
 impl Handle {
@@ -175,6 +179,7 @@ pub fn start(opts: Options, configs: watch::Receiver<Option<Arc<Config>>>) -> Re
     let (derp_tx, derp_rx) = mpsc::channel(1024);
     let (endpoints_tx, endpoints) = watch::channel(Vec::new());
     let (netcheck_tx, netcheck) = watch::channel(None);
+    let (link_changes_tx, link_changes) = watch::channel(0);
     let status =
         Arc::new(Mutex::new(EngineStatus { tun: opts.tun_name.clone(), port, ..Default::default() }));
     let engine = Engine {
@@ -202,6 +207,8 @@ pub fn start(opts: Options, configs: watch::Receiver<Option<Arc<Config>>>) -> Re
         endpoints: Vec::new(),
         endpoints_tx,
         endpoints_read: None,
+        local_addrs: None,
+        link_changes_tx,
         netcheck: Netcheck::default(),
         netcheck_waiters: Vec::new(),
         netcheck_tx,
@@ -210,7 +217,7 @@ pub fn start(opts: Options, configs: watch::Receiver<Option<Arc<Config>>>) -> Re
         status_written: None,
     };
     tokio::spawn(engine.run(command_rx, derp_rx, configs));
-    Ok(Handle { commands, status, endpoints, netcheck })
+    Ok(Handle { commands, status, endpoints, netcheck, link_changes })
 }
 
 /// Brings the link up before any address goes on it.
@@ -289,6 +296,9 @@ struct Engine {
     endpoints: Vec<SocketAddr>,
     endpoints_tx: watch::Sender<Vec<SocketAddr>>,
     endpoints_read: Option<Instant>,
+    /// Our interface addresses at the last reading (`None` before the first).
+    local_addrs: Option<Vec<IpAddr>>,
+    link_changes_tx: watch::Sender<u64>,
     netcheck: Netcheck,
     netcheck_waiters: Vec<oneshot::Sender<Report>>,
     netcheck_tx: watch::Sender<Option<Report>>,
@@ -808,7 +818,7 @@ impl Engine {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
-        if self.endpoints_read.is_none_or(|t| now.duration_since(t) >= ENDPOINT_REFRESH) {
+        if self.endpoints_read.is_none_or(|t| now.duration_since(t) >= LINK_POLL) {
             self.endpoints_read = Some(now);
             self.refresh_endpoints();
         }
@@ -874,11 +884,20 @@ impl Engine {
             }
         };
         let tailnet = Prefix { addr: tinytail_hal::net::TAILNET_V4.0, bits: tinytail_hal::net::TAILNET_V4.1 };
-        let mut endpoints: Vec<SocketAddr> = addrs
-            .into_iter()
-            .filter(|a| a.is_ipv4() && !tailnet.contains(*a))
-            .map(|a| SocketAddr::new(a, self.port))
-            .collect();
+        let mut local: Vec<IpAddr> =
+            addrs.into_iter().filter(|a| a.is_ipv4() && !tailnet.contains(*a)).collect();
+        local.sort();
+        let link_changed = self.local_addrs.as_ref().is_some_and(|old| *old != local);
+        if link_changed {
+            log(&format!(
+                "link change: our addresses are now {local:?}; reconnecting DERP and control, STUN again"
+            ));
+            // What STUN saw is stale: leave it out of the endpoints until it looks again.
+            self.netcheck.forget();
+        }
+        self.local_addrs = Some(local.clone());
+        let mut endpoints: Vec<SocketAddr> =
+            local.into_iter().map(|a| SocketAddr::new(a, self.port)).collect();
         // What STUN saw: our address beyond a NAT.
         endpoints.extend(self.netcheck.last().and_then(|r| r.global_v4));
         endpoints.sort();
@@ -886,6 +905,42 @@ impl Engine {
         if endpoints != self.endpoints {
             self.endpoints.clone_from(&endpoints);
             let _ = self.endpoints_tx.send(endpoints);
+        }
+        if link_changed {
+            self.on_link_change();
+        }
+    }
+
+    /// Our addresses changed (a new WAN address, a link that went down and up): TCP connections
+    /// from a vanished address are dead, so DERP is redialled here and control through
+    /// [`Handle::link_changes`], and STUN looks again. The UDP socket is bound to the wildcard
+    /// address, so it needs no rebinding.
+    ///
+    /// Peers we talk to hear from our new address at once (disco pings, and our endpoints over
+    /// DERP), instead of at their next path check: theirs still names the old one.
+    fn on_link_change(&mut self) {
+        self.derp.clear();
+        self.derp_connected.clear();
+        if let Some(home) = self.config.as_ref().and_then(|c| self.home_region(c)) {
+            self.ensure_derp(home);
+        }
+        let now = Instant::now();
+        self.start_netcheck(now);
+        self.link_changes_tx.send_modify(|n| *n += 1);
+        let wire: Vec<u8> = self.endpoints.iter().flat_map(|e| disco::write_endpoint(*e)).collect();
+        for i in 0..self.peers.len() {
+            if !self.peers[i].paths.is_active(now) {
+                continue;
+            }
+            let index = PeerIndex::try_from(i).unwrap_or(PeerIndex::MAX);
+            self.peers[i].paths.reset_ping_timers();
+            self.discover(index, now);
+            let region = self.peer_region(index);
+            self.send_disco(
+                index,
+                Message::CallMeMaybe(disco::Endpoints::from_wire(&wire)),
+                PingTarget::Derp(region),
+            );
         }
     }
 

@@ -112,6 +112,15 @@ impl Netcheck {
     pub fn last(&self) -> Option<&Report> {
         self.last.as_ref()
     }
+
+    /// Drops the last report and any round in flight (our addresses changed: what they found
+    /// no longer holds), so a new round is due at once.
+    pub fn forget(&mut self) {
+        self.pending.clear();
+        self.round = None;
+        self.last = None;
+        self.last_started = None;
+    }
 }
 
 /// The first node of the region that serves STUN over IPv4 (our socket is IPv4).
@@ -179,6 +188,13 @@ mod tests {
         assert_eq!(report.unanswered, vec![3, 4]);
         assert!(!nc.due(t0 + Duration::from_secs(1)));
         assert!(nc.due(t0 + INTERVAL));
+        // Our addresses changed: the report is stale, a round is due now, and an answer to the
+        // old round's probes is not taken.
+        let old_probes = nc.start(t0 + INTERVAL, &regions);
+        nc.forget();
+        assert!(nc.last().is_none());
+        assert!(nc.due(t0 + INTERVAL));
+        assert!(!nc.on_response(&answer(&old_probes[0].1, seen), t0 + INTERVAL));
     }
 
     #[test]
