@@ -210,7 +210,7 @@ async fn follow_netcheck(agent: Agent, mut reports: watch::Receiver<Option<magic
 /// Tells the control loop when our addresses changed, so it redials from one we have.
 async fn follow_link(agent: Agent, mut changes: watch::Receiver<u64>) {
     while changes.changed().await.is_ok() {
-        agent.link_changed.notify_one();
+        agent.link_changed.send_modify(|n| *n += 1);
     }
 }
 

@@ -376,6 +376,8 @@ fn stop_control_loop(agent: &Agent) {
 async fn control_loop(agent: Agent, mut session: Option<Session>) {
     let mut failures: u32 = 0;
     loop {
+        // Subscribed before dialling: a change while we log in ends this session too.
+        let mut link = agent.link_changed.subscribe();
         let current = match session.take() {
             Some(s) => Ok(s),
             None => login(&agent, None, None).await,
@@ -383,12 +385,14 @@ async fn control_loop(agent: Agent, mut session: Option<Session>) {
         let result = match current {
             // The connection may be bound to an address we no longer have; a dead one would
             // only show at the watchdog, and a request on it (a map refresh) would wait forever.
-            Ok(s) => tokio::select! {
-                r = map_loop(&agent, &s, &mut failures) => r,
-                () = agent.link_changed.notified() => {
-                    Err(ControlError::Unreachable("this router's addresses changed; dialing again".into()))
+            Ok(s) => {
+                tokio::select! {
+                    r = map_loop(&agent, &s, &mut failures) => r,
+                    _ = link.changed() => {
+                        Err(ControlError::Unreachable("this router's addresses changed; dialing again".into()))
+                    }
                 }
-            },
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = result {

@@ -97,9 +97,10 @@ pub(crate) struct Agent {
     pub(crate) changed: watch::Sender<u64>,
     /// Woken when magicsock's endpoints change, so the map loop tells control.
     pub(crate) endpoints_changed: Arc<tokio::sync::Notify>,
-    /// Woken when our interface addresses change: the control connection may be bound to an
-    /// address we lost, so the control loop dials again.
-    pub(crate) link_changed: Arc<tokio::sync::Notify>,
+    /// Bumped when our interface addresses change: the control connection may be bound to an
+    /// address we lost, so the control loop dials again (a watch, so a change during a redial
+    /// does not end the next session too).
+    pub(crate) link_changed: watch::Sender<u64>,
     /// Held while a certificate is being issued: one ACME order at a time.
     pub(crate) cert_issuing: Arc<tokio::sync::Mutex<()>>,
 }
@@ -147,7 +148,7 @@ impl Agent {
             ca_bundle,
             changed: watch::channel(0).0,
             endpoints_changed: Arc::new(tokio::sync::Notify::new()),
-            link_changed: Arc::new(tokio::sync::Notify::new()),
+            link_changed: watch::channel(0).0,
             cert_issuing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
