@@ -15,7 +15,10 @@
 #   2  Start before the WAN: tinytail restarts (same state) with the WAN link down; 20 s later
 #      (the issue's 60 s, shortened) it has used < 1% CPU and logged a bounded number of retries;
 #      the WAN comes up: control connected within 10 s, the client's pings through it again.
-# Not covered yet: scenarios 3-8 of the issue.
+#   5  Outage: Headscale (control and its DERP) down for 90 s (the issue's 10 min is for bench/):
+#      the pings through tinytail go on (longest gap < 1 s); once it answers again tinytail is
+#      on the map stream within 5 s and DERP reconnects.
+# Not covered yet: scenarios 3, 4, 6-8 of the issue, and DERP down alone (Headscale serves both).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
@@ -45,10 +48,11 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
     --accept-routes --timeout=60s >/dev/null
   control_join "$TT" router >/dev/null
   TT_PID="$RIG_LAST_PID"
+  rtr_ip="$(control_tt ip -4)" # scenario 1 renames the router; its address stays
   rig_wait_for 20 "the client sees the router's route" bench_client_sees router ||
     rig_fail "the client never got the approved route"
   direct_at() { # the client's pings reach the router directly at $1
-    rig_ts client ping -c 1 --until-direct=false router 2>&1 | grep -q "via $1:41641"
+    rig_ts client ping -c 1 --until-direct=false "$rtr_ip" 2>&1 | grep -q "via $1:41641"
   }
   rig_wait_for 20 "a direct path" direct_at 198.18.0.2 || rig_fail "no direct path before the change"
 
@@ -79,7 +83,7 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   resumed_at="$(bench_now)"
   kill -0 "$TT_PID" || rig_fail "1: tinytail is gone"
   rig_wait_for 20 "a direct path at the new address" direct_at 198.51.100.2 ||
-    rig_fail "1: the client's path: $(rig_ts client ping -c 1 --until-direct=false router 2>&1 | tail -n 1)"
+    rig_fail "1: the client's path: $(rig_ts client ping -c 1 --until-direct=false "$rtr_ip" 2>&1 | tail -n 1)"
   # Control has the new endpoint (tinytail re-learned it by STUN and sent it), and the map
   # stream is alive: a rename in Headscale reaches tinytail.
   router_endpoints() { # as control last sent them to the client
@@ -150,6 +154,37 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
     awk -v t="$up_at" '$1 > t {print; exit}') - $up_at" | bc)"
   pass "2: started with the WAN down: $(printf "%.2f" "$cpu")% CPU over 20 s, $attempts control log lines (bounded retry);" \
     "the WAN up: on the tailnet after $(printf '%.1f' "$joined") s, forwarding after $(printf '%.1f' "$forwarded") s, no restart"
+
+  # --- 5: control and DERP down at once (Headscale serves both) for 90 s -----------------------
+  # (10 min in the issue's bench; 90 s here.) Forwarding goes on over the direct path with the
+  # last netmap; once Headscale is back, tinytail is on the map stream within 5 s and DERP
+  # reconnects.
+  hs_pid="$(pgrep -f "headscale -c $RIG_DIR/headscale/config.yaml serve" | head -n 1)"
+  [[ -n "$hs_pid" ]] || rig_fail "5: no headscale process"
+  rig_wait_for 20 "a direct path" direct_at 198.51.100.3 ||
+    rig_fail "5: no direct path before the outage: $(rig_ts client ping -c 1 --until-direct=false "$rtr_ip" 2>&1 | tail -n 2)"
+  out_at="$(bench_now)"
+  kill "$hs_pid"
+  rig_wait_for 10 "headscale gone" bash -c "! kill -0 $hs_pid 2>/dev/null" || rig_fail "5: headscale did not stop"
+  disconnected() { ! connected; }
+  rig_wait_for 20 "tinytail to notice the outage" disconnected || rig_fail "5: tinytail still says connected"
+  sleep_until() { local now; now="$(date +%s)"; (($1 <= now)) || sleep $(($1 - now)); }
+  sleep_until $(($(printf '%.0f' "$out_at") + 90))
+  back_at="$(bench_now)"
+  outage_gap="$(bench_ping_gap "$ping_log" "$out_at" "$back_at")"
+  ((outage_gap < 1000)) || rig_fail "5: a ${outage_gap} ms gap in replies while control and DERP were down"
+  rig_bg ctl headscale-2 env SSL_CERT_FILE="$RIG_CA" "$RIG_PEERS/headscale" -c "$RIG_DIR/headscale/config.yaml" serve
+  rig_wait_for 30 "headscale health" rig_exec cli curl -sf --cacert "$RIG_CA" "$HS_URL/health" ||
+    rig_fail "5: headscale did not come back: $(tail -n 5 "$RIG_DIR/headscale-2.log")"
+  healthy_at="$(bench_now)"
+  rig_wait_for 5 "tinytail on the map stream again" connected ||
+    rig_fail "5: not connected 5 s after control came back: $(control_tt status --json | jq -c .Control)"
+  reconnected="$(echo "$(bench_now) - $healthy_at" | bc)"
+  derp_up() { control_tt status --json | jq -e '.Datapath.DERPConnected["999"] == true' >/dev/null; }
+  rig_wait_for 15 "DERP again" derp_up || rig_fail "5: DERP did not reconnect: $(control_tt status --json | jq -c .Datapath.DERPConnected)"
+  derp_back="$(echo "$(bench_now) - $healthy_at" | bc)"
+  pass "5: control and DERP down 90 s: the longest gap in replies ${outage_gap} ms (direct path, last netmap);" \
+    "back on the map stream $(printf '%.1f' "$reconnected") s and on DERP $(printf '%.1f' "$derp_back") s after Headscale answered again"
 )
 
 source "$here/../rig/rig.sh"
