@@ -297,3 +297,10 @@ pub fn x509_leaf(data: &[u8]) {
         assert!(checked.leaf.is_some(), "{:?} without a leaf", checked.status);
     }
 }
+
+/// An ACME server's answer: the bytes through every response parser of `cert::acme` (directory,
+/// order, authorization, problem document, renewal information, stored account) and the error
+/// texts made from them.
+pub fn acme_response(data: &[u8]) {
+    crate::cert::acme::fuzz_parse(data);
+}

@@ -155,7 +155,7 @@ impl FlashState {
         Ok(())
     }
 
-    /// The stored ACME account (instant-acme's credentials JSON, holding the account key).
+    /// The stored ACME account (cert::acme's JSON: directory, account URL and account key).
     pub fn acme_account(&self) -> Option<String> {
         self.lock().get(Record::AcmeAccountKey).map(|v| String::from_utf8_lossy(v).into_owned())
     }

@@ -3,13 +3,14 @@
 //! found once (agent/fuzz/seeds/TARGET, kept readable and out of cmin's reach) is checked by
 //! `cargo test` on every target, qemu included. Targets: `map_response` (map poll messages into
 //! the netmap and the datapath config), `web_request` (requests into the web page and API) and
-//! `tka_sync` (control's tailnet-lock answers into the lock state and the store) and `x509_leaf`
-//! (certificates into the DER walker and the status check).
+//! `tka_sync` (control's tailnet-lock answers into the lock state and the store), `x509_leaf`
+//! (certificates into the DER walker and the status check) and `acme_response` (an ACME CA's
+//! answers into cert::acme's parsers and error texts).
 
 use std::fs;
 use std::path::Path;
 
-use tinytail_agent::fuzzing::{map_responses, replay, tka_sync, tka_sync_seeds, x509_leaf};
+use tinytail_agent::fuzzing::{acme_response, map_responses, replay, tka_sync, tka_sync_seeds, x509_leaf};
 use tinytail_agent::web::fuzz::{requests, serve};
 
 /// Runs every seed and corpus input of `target` through `body`, naming the input that panics;
@@ -59,6 +60,11 @@ fn tka_sync_seeds_are_the_generated_chains() {
 #[test]
 fn every_x509_leaf_corpus_input_is_checked_without_panicking() {
     replay_corpus("x509_leaf", 400, x509_leaf);
+}
+
+#[test]
+fn every_acme_response_corpus_input_is_parsed_without_panicking() {
+    replay_corpus("acme_response", 200, acme_response);
 }
 
 #[test]

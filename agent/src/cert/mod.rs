@@ -3,8 +3,8 @@
 //! The flow that gets and renews certificates (`tinytail cert`, the renewal task, control's c2n
 //! status request) is [`crate::certify`]; this module holds no I/O but the ACME client.
 //!
-//! [`x509`] reads certificates and builds CSRs (no heap-hungry X.509 crate); [`acme`] drives
-//! instant-acme over our own HTTP client.
+//! [`x509`] reads certificates and builds CSRs (no heap-hungry X.509 crate); [`acme`] is our own
+//! small ACME client (RFC 8555 DNS-01, RFC 9773 renewal information) over our HTTP client.
 
 pub mod acme;
 pub mod x509;
