@@ -398,6 +398,21 @@ async function online(browser) {
   await context.close();
 }
 
+// On the /setup form already loaded in `page`: sets the admin password (with TT_SETUP_CODE when
+// the form asks for one), then signs in with it afresh. Returns whether a code was asked.
+async function setPasswordAndSignIn(page, context) {
+  const asksCode = (await page.locator("#code").count()) === 1;
+  if (asksCode) await page.fill("#code", env("TT_SETUP_CODE"));
+  await page.fill("#pw", PASSWORD);
+  await page.fill("#pw2", PASSWORD);
+  await Promise.all([page.waitForLoadState(), page.click("button[type=submit]")]);
+  check((await text(page, "#flash")).includes("Password set"), `setting the password: ${await text(page, "#flash")}`);
+  await context.clearCookies();
+  await signIn(page, PASSWORD);
+  check((await text(page, "#flash")).includes("Signed in"), `sign in (${page.url()}): ${await text(page, "#flash")}`);
+  return asksCode;
+}
+
 async function lockSign(browser) {
   const node = env("TT_NODE");
   const context = await newContext(browser, { width: 1280, height: 900 });
@@ -413,15 +428,7 @@ async function lockSign(browser) {
   page.on("request", (r) => { if (r.method() === "POST" && r.url().endsWith("/lock/sign")) posts.push(r); });
 
   await page.goto(`${URL_}setup`);
-  const asksCode = (await page.locator("#code").count()) === 1;
-  if (asksCode) await page.fill("#code", env("TT_SETUP_CODE"));
-  await page.fill("#pw", PASSWORD);
-  await page.fill("#pw2", PASSWORD);
-  await Promise.all([page.waitForLoadState(), page.click("button[type=submit]")]);
-  check((await text(page, "#flash")).includes("Password set"), `setting the password: ${await text(page, "#flash")}`);
-  await context.clearCookies();
-  await signIn(page, PASSWORD);
-  check((await text(page, "#flash")).includes("Signed in"), `sign in: ${await text(page, "#flash")}`);
+  const asksCode = await setPasswordAndSignIn(page, context);
   ok(`admin password set (${asksCode ? "with the setup code" : "first run: no setup code asked"}), signed in with it`);
 
   const row = page.locator("#lock-filtered tr.locked-peer").filter({ hasText: node });
@@ -467,15 +474,7 @@ async function https(browser) {
   const tls = await first.securityDetails();
   check(tls && tls.subjectName === name && /Pebble Intermediate CA/.test(tls.issuer),
     `TLS: ${tls ? `${tls.protocol} subject ${tls.subjectName} issuer ${tls.issuer}` : "none"}`);
-  const asksCode = (await page.locator("#code").count()) === 1;
-  if (asksCode) await page.fill("#code", env("TT_SETUP_CODE"));
-  await page.fill("#pw", PASSWORD);
-  await page.fill("#pw2", PASSWORD);
-  await Promise.all([page.waitForLoadState(), page.click("button[type=submit]")]);
-  check((await text(page, "#flash")).includes("Password set"), `setting the password: ${await text(page, "#flash")}`);
-  await context.clearCookies();
-  await signIn(page, PASSWORD);
-  check((await text(page, "#flash")).includes("Signed in"), `sign in over HTTPS: ${await text(page, "#flash")}`);
+  const asksCode = await setPasswordAndSignIn(page, context);
   const section = await text(page, "#cert");
   const entry = page.locator("#cert dt").filter({ hasText: name });
   check((await entry.count()) === 1, `no entry for ${name} in the certificate section: ${section}`);
