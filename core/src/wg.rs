@@ -439,6 +439,22 @@ impl Datapath {
         output(self.tunnel(peer)?.decapsulate(None, &[], out))
     }
 
+    /// A handshake initiation for `peer` when we have no session with it and none is under way;
+    /// [`Output::Nothing`] otherwise. For a peer that shows it has traffic for us (a disco ping)
+    /// while we hold no session, as right after our own restart: its data still uses the
+    /// session our previous run held, and its own new initiation may have gone to where we were
+    /// not yet listening (DERP before we reconnected), to be retried only after REKEY_TIMEOUT.
+    pub fn initiate(&mut self, peer: PeerIndex, out: &mut [u8]) -> Result<Output, DatapathError> {
+        if out.len() < MIN_OUTPUT {
+            return Err(DatapathError::BufferTooSmall);
+        }
+        let tunnel = self.tunnel(peer)?;
+        if tunnel.stats().0.is_some() {
+            return Ok(Output::Nothing); // a session exists (boringtun rekeys it on its own)
+        }
+        output(tunnel.format_handshake_initiation(out, false))
+    }
+
     /// Timers for one peer (rekey, keepalive, expiry): call about every 250 ms per peer.
     pub fn tick(&mut self, peer: PeerIndex, out: &mut [u8]) -> Result<Output, DatapathError> {
         if out.len() < MIN_OUTPUT {

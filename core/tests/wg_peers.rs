@@ -91,3 +91,47 @@ fn peers_that_never_talk_have_no_tunnel_to_tick() {
     let (since, tx, rx) = pair.router.peer(200).unwrap().stats();
     assert!(since.is_some() && rx > 0, "{since:?} {tx} {rx}");
 }
+
+/// After a restart the router holds no session while the client still sends on the old one: the
+/// router starts the handshake itself (the agent does so when the client disco-pings it), once,
+/// and the client's packets flow as soon as the client has the router's keepalive.
+#[test]
+fn a_restarted_router_initiates_to_a_peer_on_the_old_session() {
+    let mut pair = connected_pair();
+    let (client_at_router, router_at_client) = (pair.client_at_router, pair.router_at_client);
+    let client_key = pair.router.peer(client_at_router).unwrap().node_key;
+    pair.router.set_peers(&[]);
+    pair.router.set_peers(&[client_key]); // a new process: the peer without its session
+    let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
+    let packet = tcp_packet([100, 64, 0, 2], [192, 0, 2, 10], 80, ACK, 100);
+    let (_, out) = pair.client.outbound(&packet, &mut a).unwrap();
+    let Output::ToPeer { len } = out else { panic!("expected a data message, got {out:?}") };
+    assert!(
+        pair.router.inbound(client_at_router, None, &a[..len], &mut b).is_err(),
+        "the old session is gone"
+    );
+
+    let Output::ToPeer { len } = pair.router.initiate(client_at_router, &mut a).unwrap() else {
+        panic!("expected a handshake initiation")
+    };
+    assert_eq!((a[0], len), (1, 148), "a handshake initiation");
+    let initiation = a[..len].to_vec();
+    assert_eq!(pair.router.initiate(client_at_router, &mut a).unwrap(), Output::Nothing, "one at a time");
+
+    let Output::ToPeer { len } = pair.client.inbound(router_at_client, None, &initiation, &mut b).unwrap()
+    else {
+        panic!("expected a handshake response")
+    };
+    let Output::ToPeer { len } = pair.router.inbound(client_at_router, None, &b[..len], &mut a).unwrap()
+    else {
+        panic!("expected the router's keepalive")
+    };
+    assert_eq!(pair.client.inbound(router_at_client, None, &a[..len], &mut b).unwrap(), Output::Nothing);
+
+    let (_, out) = pair.client.outbound(&packet, &mut a).unwrap();
+    let Output::ToPeer { len } = out else { panic!("expected a data message, got {out:?}") };
+    let out = pair.router.inbound(client_at_router, None, &a[..len], &mut b).unwrap();
+    assert_eq!(out, Output::ToTun { len: packet.len() });
+    assert_eq!(pair.router.initiate(client_at_router, &mut a).unwrap(), Output::Nothing, "a session exists");
+    assert!(pair.router.initiate(7, &mut a).is_err(), "no such peer");
+}

@@ -700,6 +700,7 @@ impl Engine {
                     }
                 };
                 self.send_disco(peer, Message::Pong { tx_id, src }, source_target(source));
+                self.initiate(peer);
             }
             Message::Pong { tx_id, .. } => {
                 let Some(pending) = self.pending.remove(&tx_id) else { return };
@@ -734,6 +735,17 @@ impl Engine {
                 self.discover(peer, now);
             }
             Message::Other(_) => {}
+        }
+    }
+
+    /// Starts a WireGuard handshake with a peer that pings us while we hold no session with it
+    /// (see [`Datapath::initiate`]): after a restart this saves the peer's handshake retry.
+    fn initiate(&mut self, peer: PeerIndex) {
+        let Some(dp) = self.datapath.as_mut() else { return };
+        match dp.initiate(peer, &mut self.tx) {
+            Ok(Output::ToPeer { len }) => self.send_wireguard(peer, len),
+            Ok(_) => {}
+            Err(e) => self.count_drop(e),
         }
     }
 
