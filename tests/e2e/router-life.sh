@@ -15,14 +15,18 @@
 #   2  Start before the WAN: tinytail restarts (same state) with the WAN link down; 20 s later
 #      (the issue's 60 s, shortened) it has used < 1% CPU and logged a bounded number of retries;
 #      the WAN comes up: control connected within 10 s, the client's pings through it again.
+#   5a Control down alone for 30 s (new connections refused, established ones reset on the
+#      control host; DERP has its own address): pings go on (gap < 1 s), control is retried with
+#      backoff, back on the map stream within 5 s of its return.
+#   5b DERP (and its STUN) down alone for 30 s: direct traffic unaffected (gap < 1 s after the
+#      client's own first 5 s), 2-15 DERP connection attempts (backoff), DERP back within 10 s.
 #   5  Outage: Headscale (control and its DERP) down for 90 s (the issue's 10 min is for bench/):
 #      the pings through tinytail go on (longest gap < 1 s); once it answers again tinytail is
 #      on the map stream within 5 s and DERP reconnects.
 #   6  Power loss: 20 rounds of kill -9 at a random moment 0-1.5 s into a route change: same node
 #      key, routes one of the two sets, forwarding within 5 s of the restart, `store info` with
 #      every record and no warning, the kernel side not duplicated.
-# Not covered yet: scenarios 3, 4, 7, 8 of the issue, DERP down alone (Headscale serves both),
-# kills during login and lock/cert writes (cert.sh's T5 kills one issuance).
+# Not covered yet: scenarios 3, 4, 7, 8 of the issue, kills during login and lock/cert writes (cert.sh's T5 kills one issuance).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
@@ -38,6 +42,10 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   policy="$RIG_DIR/policy.json"
   echo '{"acls":[{"action":"accept","src":["*"],"dst":["*:*"]}]}' >"$policy"
   export RIG_HS_POLICY="$policy"
+  # DERP and STUN on their own address of the control host, so 5a and 5b can take control and
+  # DERP down one at a time (Headscale serves both).
+  derp_ip=198.18.0.11
+  export RIG_DERP_IPV4="$derp_ip"
   rig_headscale_start
   hs_pid="$RIG_LAST_PID"
 
@@ -160,6 +168,73 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   pass "2: started with the WAN down: $(printf "%.2f" "$cpu")% CPU over 20 s, $attempts control log lines (bounded retry);" \
     "the WAN up: on the tailnet after $(printf '%.1f' "$joined") s, forwarding after $(printf '%.1f' "$forwarded") s, no restart"
 
+  # --- 5a, 5b: control down alone, then DERP down alone, 30 s each ---------------------------
+  # A server down: new connections refused (TCP reset; STUN unanswered) and the established ones
+  # reset (ss -K), on the control host. The client tailscaled loses it too.
+  cut_server() { # cut_server IP PROTO-PORTS...: refuse and reset what goes to IP on those ports
+    local ip="$1" rule; shift
+    rig_exec ctl nft add table inet rlcut
+    rig_exec ctl nft add chain inet rlcut input '{ type filter hook input priority 0; }'
+    # Connection attempts from the router, counted: a retry that does not back off shows here.
+    rig_exec ctl nft add rule inet rlcut input ip saddr 198.51.100.3 ip daddr "$ip" tcp dport 443 \
+      'tcp flags & (syn | ack) == syn' counter
+    for rule in "$@"; do
+      case "$rule" in
+        tcp/*) rig_exec ctl nft add rule inet rlcut input ip daddr "$ip" tcp dport "${rule#tcp/}" reject with tcp reset ;;
+        udp/*) rig_exec ctl nft add rule inet rlcut input ip daddr "$ip" udp dport "${rule#udp/}" drop ;;
+      esac
+    done
+    rig_exec ctl ss -K -t src "$ip" sport = :443 >/dev/null
+  }
+  attempts_counted() { rig_exec ctl nft list table inet rlcut | sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | head -n 1; }
+  uncut_server() { rig_exec ctl nft delete table inet rlcut; }
+  derp_up() { control_tt status --json | jq -e '.Datapath.DERPConnected["999"] == true' >/dev/null; }
+  derp_down() { ! derp_up; }
+  disconnected() { ! connected; }
+  rig_wait_for 20 "a direct path" direct_at 198.51.100.3 ||
+    rig_fail "5a: no direct path before the outage: $(rig_ts client ping -c 1 --until-direct=false "$rtr_ip" 2>&1 | tail -n 2)"
+  rig_wait_for 10 "DERP" derp_up || rig_fail "5a: DERP not connected before the outage"
+
+  out_at="$(bench_now)"
+  cut_server 198.18.0.10 tcp/443
+  rig_wait_for 20 "tinytail to notice control is down" disconnected ||
+    rig_fail "5a: tinytail still says connected to control: $(control_tt status --json | jq -c .Control)"
+  sleep 30
+  derp_up || rig_fail "5a: DERP went down with control: $(control_tt status --json | jq -c .Datapath.DERPConnected)"
+  attempts="$(attempts_counted)"
+  # Backoff from 0.5 s doubling to 3 s plus up to 1 s of jitter: about 10 in 30 s.
+  ((attempts >= 2 && attempts <= 20)) || rig_fail "5a: $attempts control connection attempts in 30 s (backoff: 2-20)"
+  uncut_server
+  back_at="$(bench_now)"
+  gap="$(bench_ping_gap "$ping_log" "$out_at" "$back_at")"
+  ((gap < 1000)) || rig_fail "5a: a ${gap} ms gap in replies while control was down"
+  rig_wait_for 5 "tinytail on the map stream again" connected ||
+    rig_fail "5a: not connected 5 s after control came back: $(control_tt status --json | jq -c .Control)"
+  reconnected="$(echo "$(bench_now) - $back_at" | bc)"
+  pass "5a: control down 30 s (DERP up): the longest gap in replies ${gap} ms; $attempts connection attempts" \
+    "to control; back on the map stream $(printf '%.1f' "$reconnected") s after control answered again"
+
+  rig_wait_for 20 "a direct path" direct_at 198.51.100.3 || rig_fail "5b: no direct path before the outage"
+  out_at="$(bench_now)"
+  cut_server "$derp_ip" tcp/443 udp/3478
+  rig_wait_for 20 "tinytail to notice DERP is down" derp_down ||
+    rig_fail "5b: tinytail still says DERP is connected: $(control_tt status --json | jq -c .Datapath.DERPConnected)"
+  sleep 30
+  connected || rig_fail "5b: control went down with DERP: $(control_tt status --json | jq -c .Control)"
+  attempts="$(attempts_counted)"
+  # Backoff from 0.5 s doubling to 5 s: about 9 attempts in 30 s; a busy retry would be hundreds.
+  ((attempts >= 2 && attempts <= 15)) || rig_fail "5b: $attempts DERP connection attempts in 30 s (backoff: 2-15)"
+  uncut_server
+  back_at="$(bench_now)"
+  # As in 5, the client rebinds its socket when its DERP connection drops: the first 5 s aside.
+  outage_gap="$(bench_ping_gap "$ping_log" "$out_at" "$back_at")"
+  settled_gap="$(bench_ping_gap "$ping_log" "$(echo "$out_at + 5" | bc)" "$back_at")"
+  ((settled_gap < 1000)) || rig_fail "5b: a ${settled_gap} ms gap in replies while DERP was down"
+  rig_wait_for 10 "DERP again" derp_up || rig_fail "5b: DERP not back 10 s after it answered again: $(control_tt status --json | jq -c .Datapath.DERPConnected)"
+  derp_back="$(echo "$(bench_now) - $back_at" | bc)"
+  pass "5b: DERP down 30 s (control up): the longest gap in replies ${settled_gap} ms after the first 5 s," \
+    "${outage_gap} ms in all; $attempts DERP connection attempts (backoff), DERP again $(printf '%.1f' "$derp_back") s after it answered"
+
   # --- 5: control and DERP down at once (Headscale serves both) for 90 s -----------------------
   # (10 min in the issue's bench; 90 s here.) Forwarding goes on over the direct path with the
   # last netmap; once Headscale is back, tinytail is on the map stream within 5 s and DERP
@@ -169,7 +244,6 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   out_at="$(bench_now)"
   kill -9 "$hs_pid" # a crash or a power cut: nothing said goodbye
   rig_wait_for 10 "headscale gone" bash -c "! kill -0 $hs_pid 2>/dev/null" || rig_fail "5: headscale did not stop"
-  disconnected() { ! connected; }
   rig_wait_for 20 "tinytail to notice the outage" disconnected || rig_fail "5: tinytail still says connected"
   sleep_until() { local now; now="$(date +%s)"; (($1 <= now)) || sleep $(($1 - now)); }
   sleep_until $(($(printf '%.0f' "$out_at") + 90))
@@ -188,7 +262,6 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   rig_wait_for 5 "tinytail on the map stream again" connected ||
     rig_fail "5: not connected 5 s after control came back: $(control_tt status --json | jq -c .Control)"
   reconnected="$(echo "$(bench_now) - $healthy_at" | bc)"
-  derp_up() { control_tt status --json | jq -e '.Datapath.DERPConnected["999"] == true' >/dev/null; }
   rig_wait_for 15 "DERP again" derp_up || rig_fail "5: DERP did not reconnect: $(control_tt status --json | jq -c .Datapath.DERPConnected)"
   derp_back="$(echo "$(bench_now) - $healthy_at" | bc)"
   pass "5: control and DERP down 90 s: the longest gap in replies ${settled_gap} ms after the first 5 s, ${outage_gap} ms in all$rebound (direct path, last netmap);" \

@@ -18,7 +18,8 @@
 #   rig_exec NS CMD...             run CMD in namespace NS (ctl|cli|rtr|lan|net|wan)
 #   rig_bg NS NAME CMD...          start CMD in NS in the background (pid in RIG_LAST_PID; log in
 #                                  $RIG_DIR/NAME.log); never call it in $(...): the pid would be lost
-#   rig_headscale_start            start Headscale; exports HS_URL, RIG_CA, HS_USER_ID
+#   rig_headscale_start            start Headscale; exports HS_URL, RIG_CA, HS_USER_ID; with
+#                                  RIG_DERP_IPV4 set, DERP/STUN get that address of the control host
 #   rig_testcontrol_start          start tailscale.com's testcontrol (tinytail-interop); exports TC_URL
 #   rig_testctl_start [FLAGS...]   start our test control with tailnet lock (testctl) over HTTPS
 #                                  with DERP; exports TC_URL, RIG_CA; FLAGS go to testctl
@@ -155,14 +156,20 @@ rig_make_ca() {
 }
 
 rig_headscale_start() {
-  local peers hs="$RIG_DIR/headscale"
+  local peers hs="$RIG_DIR/headscale" listen=198.18.0.10 derp_ip="${RIG_DERP_IPV4:-198.18.0.10}"
   peers="$(rig_peers)"
+  if [[ "$derp_ip" != 198.18.0.10 ]]; then
+    # DERP and STUN at their own address (what the DERP map names), so that a test can cut
+    # them off while control stays reachable, or the other way round.
+    rig_exec ctl ip addr replace "$derp_ip/24" dev eth0
+    listen=0.0.0.0
+  fi
   # Keep an existing CA: Pebble (tests/e2e/cert.sh) serves a certificate from it.
   [[ -n "${RIG_CA:-}" ]] || rig_make_ca
   mkdir -p "$hs"
   cat >"$hs/config.yaml" <<EOF
 server_url: https://$RIG_CONTROL_HOST
-listen_addr: 198.18.0.10:443
+listen_addr: $listen:443
 metrics_listen_addr: 127.0.0.1:0
 grpc_listen_addr: 127.0.0.1:0
 grpc_allow_insecure: false
@@ -181,10 +188,10 @@ derp:
     region_code: rig
     region_name: tinytail rig DERP
     verify_clients: true
-    stun_listen_addr: 198.18.0.10:3478
+    stun_listen_addr: $derp_ip:3478
     private_key_path: $hs/derp_server_private.key
     automatically_add_embedded_derp_region: true
-    ipv4: 198.18.0.10
+    ipv4: $derp_ip
   urls: []
   paths: []
   auto_update_enabled: false
