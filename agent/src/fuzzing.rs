@@ -120,9 +120,11 @@ fn check_config(netmap: &NetMap, config: &wgconfig::Config) {
         paths.set_control_endpoints(&peer.endpoints);
         assert!(peer.addresses.iter().all(|a| a.bits <= if a.addr.is_ipv4() { 32 } else { 128 }));
     }
-    let probes = Netcheck::default().start(now, &config.derp_regions);
+    let probes = Netcheck::default().start(now, &config.derp_regions, false);
     assert!(probes.len() <= config.derp_regions.len());
-    assert!(probes.iter().all(|(to, _)| matches!(to.ip(), IpAddr::V4(_))), "STUN goes over IPv4");
+    assert!(probes.iter().all(|(to, _)| matches!(to.ip(), IpAddr::V4(_))), "an IPv4 socket STUNs over IPv4");
+    let probes = Netcheck::default().start(now, &config.derp_regions, true);
+    assert!(probes.len() <= 2 * config.derp_regions.len(), "one probe per region and family");
 }
 
 /// A minimal IPv4 TCP SYN, enough for the filter's header parsing.

@@ -120,7 +120,11 @@ async fn netcheck(agent: &Agent) -> Reply {
         Some(addr) => text.push_str(&format!("\t* IPv4: yes, {addr}\n")),
         None => text.push_str("\t* IPv4: (no addr found)\n"),
     }
-    text.push_str("\t* IPv6: no (tinytail's socket is IPv4 only)\n");
+    match (report.global_v6, report.ipv6_socket) {
+        (Some(addr), _) => text.push_str(&format!("\t* IPv6: yes, {addr}\n")),
+        (None, true) => text.push_str("\t* IPv6: no, but OS has support\n"),
+        (None, false) => text.push_str("\t* IPv6: no, unavailable in OS\n"),
+    }
     let nearest = report.nearest.and_then(|r| report.latency.get(&r)).map(|(_, name, _)| name.as_str());
     text.push_str(&format!(
         "\t* Nearest DERP: {}\n",
@@ -138,6 +142,9 @@ async fn netcheck(agent: &Agent) -> Reply {
     let data = serde_json::json!({
         "UDP": report.udp,
         "GlobalV4": report.global_v4.map(|a| a.to_string()),
+        "GlobalV6": report.global_v6.map(|a| a.to_string()),
+        "IPv6": report.global_v6.is_some(),
+        "OSHasIPv6": report.ipv6_socket,
         "PreferredDERP": report.nearest,
         "RegionLatency": report.latency.iter()
             .map(|(r, (_, _, d))| (r.to_string(), serde_json::json!(d.as_secs_f64())))

@@ -130,6 +130,7 @@ fn datapath_json(e: &magicsock::EngineStatus) -> Value {
         "Netcheck": e.netcheck.as_ref().map(|r| json!({
             "UDP": r.udp,
             "GlobalV4": r.global_v4.map(|a| a.to_string()),
+            "GlobalV6": r.global_v6.map(|a| a.to_string()),
             "PreferredDERP": r.nearest,
             "RegionLatencyMs": r.latency.iter()
                 .map(|(id, (_, _, d))| (id.to_string(), json!(d.as_secs_f64() * 1000.0)))

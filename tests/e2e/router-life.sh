@@ -15,6 +15,10 @@
 #   2  Start before the WAN: tinytail restarts (same state) with the WAN link down; 20 s later
 #      (the issue's 60 s, shortened) it has used < 1% CPU and logged a bounded number of retries;
 #      the WAN comes up: control connected within 10 s, the client's pings through it again.
+#   4  IPv6-only WAN (after 6): the router's WAN loses IPv4 for 2001:db8:18::2, no restart:
+#      control and DERP redialled over IPv6, its IPv6 endpoint at control, the client direct over
+#      IPv6 and the IPv4 LAN reachable; a restart in IPv6 only joins; dual-stack again with IPv6
+#      UDP cut on the router: the direct path moves to IPv4.
 #   5a Control down alone for 30 s (new connections refused, established ones reset on the
 #      control host; DERP has its own address): pings go on (gap < 1 s), control is retried with
 #      backoff, back on the map stream within 5 s of its return.
@@ -26,7 +30,7 @@
 #   6  Power loss: 20 rounds of kill -9 at a random moment 0-1.5 s into a route change: same node
 #      key, routes one of the two sets, forwarding within 5 s of the restart, `store info` with
 #      every record and no warning, the kernel side not duplicated.
-# Not covered yet: scenarios 3, 4, 7, 8 of the issue, kills during login and lock/cert writes (cert.sh's T5 kills one issuance).
+# Not covered yet: scenarios 3, 7, 8 of the issue, kills during login and lock/cert writes (cert.sh's T5 kills one issuance).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
@@ -45,7 +49,7 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   # DERP and STUN on their own address of the control host, so 5a and 5b can take control and
   # DERP down one at a time (Headscale serves both).
   derp_ip=198.18.0.11
-  export RIG_DERP_IPV4="$derp_ip"
+  export RIG_DERP_IPV4="$derp_ip" RIG_DERP_IPV6=2001:db8:18::11 # the IPv6 one for scenario 4
   rig_headscale_start
   hs_pid="$RIG_LAST_PID"
 
@@ -313,6 +317,83 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   ((worst <= 5000)) || rig_fail "6: forwarding took up to ${worst} ms after a restart (bound 5 s)"
   pass "6: 20 kill -9s during route changes: the same node key every time, routes one of the two sets," \
     "store info with all $records0+ records and no warning, one TUN, one nft table; forwarding again at most ${worst} ms after each restart"
+
+  # --- 4: IPv6-only WAN, then dual-stack -------------------------------------------------------
+  # The control host (control 2001:db8:18::10, DERP/STUN ::11) and the client (::20) get IPv6
+  # next to their IPv4; the router's WAN loses IPv4 and gets 2001:db8:18::2 (a link change, no
+  # restart): it must reach control and DERP over IPv6, learn its IPv6 endpoint, and the client
+  # must reach it directly over IPv6 and through it the IPv4 LAN. Then a restart in IPv6 only
+  # (a join over IPv6), then dual-stack with IPv6 UDP cut: the direct path moves to IPv4.
+  rig_exec ctl ip -6 addr add 2001:db8:18::10/64 dev eth0 nodad
+  rig_exec ctl ip -6 addr add 2001:db8:18::11/64 dev eth0 nodad
+  rig_exec cli ip -6 addr add 2001:db8:18::20/64 dev eth0 nodad
+  echo "2001:db8:18::10 $RIG_CONTROL_HOST" >>"/etc/netns/$(rig_ns rtr)/hosts" # in place: seen by running processes
+  v6_at="$(bench_now)"
+  rig_exec rtr ip -4 addr flush dev wan0
+  rig_exec rtr ip -6 addr add 2001:db8:18::2/64 dev wan0 nodad
+  tcp_to() { # tinytail has an established TCP connection to [$1]:443
+    rig_exec rtr ss -Htnp state established dst "[$1]" dport = :443 | grep -q tinytail
+  }
+  rig_wait_for 20 "control over IPv6" tcp_to 2001:db8:18::10 ||
+    rig_fail "4: no control connection over IPv6: $(rig_exec rtr ss -Htnp state established | tail -n 5); tinytail: $(tail -n 6 "$RIG_DIR/tinytail-r20.log")"
+  rig_wait_for 20 "DERP over IPv6" tcp_to 2001:db8:18::11 ||
+    rig_fail "4: no DERP connection over IPv6: $(rig_exec rtr ss -Htnp state established | tail -n 5)"
+  rig_wait_for 20 "connected" connected || rig_fail "4: not on the map stream: $(control_tt status --json | jq -c .Control)"
+  v6_endpoint() { control_tt status --json | jq -e '.Datapath.Endpoints | index("[2001:db8:18::2]:41641")' >/dev/null; }
+  rig_wait_for 20 "the IPv6 endpoint" v6_endpoint || rig_fail "4: endpoints $(control_tt status --json | jq -c .Datapath.Endpoints)"
+  # The LAN's 192.0.2.1 stays an endpoint (peers on the LAN); no WAN IPv4 address may.
+  control_tt status --json | jq -e '[.Datapath.Endpoints[] | select(startswith("198."))] == []' >/dev/null ||
+    rig_fail "4: IPv4 WAN endpoints left on an IPv6-only WAN: $(control_tt status --json | jq -c .Datapath.Endpoints)"
+  rig_wait_for 30 "control knows the IPv6 endpoint" endpoint_known "[2001:db8:18::2]" ||
+    rig_fail "4: the router's endpoints in the client's netmap: $(router_endpoints)"
+  direct6() { rig_ts client ping -c 1 --until-direct=false "$rtr_ip" 2>&1 | grep -q 'via \[2001:db8:18::2\]:41641'; }
+  rig_wait_for 30 "a direct IPv6 path" direct6 ||
+    rig_fail "4: the client's path: $(rig_ts client ping -c 1 --until-direct=false "$rtr_ip" 2>&1 | tail -n 1)"
+  rig_wait_for 10 "replies over IPv6" replies_since "$(bench_now)" || rig_fail "4: no replies from the LAN over IPv6"
+  v6_gap="$(bench_ping_gap "$ping_log" "$v6_at" "$(bench_now)")"
+  ((v6_gap < 10000)) || rig_fail "4: a ${v6_gap} ms gap in replies across the change to IPv6 only (bound 10 s, as in 1)"
+  netcheck6="$(control_tt netcheck 2>&1 | grep 'IPv6:' | xargs)"
+  [[ "$netcheck6" == "* IPv6: yes, [2001:db8:18::2]:41641" ]] || rig_fail "4: netcheck says: $netcheck6"
+  kill -0 "$TT_PID" || rig_fail "4: tinytail is gone"
+  pass "4: WAN to IPv6 only without a restart: control and DERP over IPv6, endpoint [2001:db8:18::2]:41641" \
+    "at control, netcheck '$netcheck6', the client direct over IPv6, the IPv4 LAN answering (longest gap ${v6_gap} ms)"
+
+  # A start in IPv6 only: a join over IPv6.
+  kill "$TT_PID"; wait "$TT_PID" 2>/dev/null || true
+  rm -f "$TT_SOCK"
+  start_at="$(bench_now)"
+  rig_bg rtr tinytail-v6 env SSL_CERT_FILE="$RIG_CA" "$TT" run --state "$RIG_DIR/tinytail/state.img" --socket "$TT_SOCK"
+  TT_PID="$RIG_LAST_PID"
+  rig_wait_for 10 "tinytail socket" test -S "$TT_SOCK" || rig_fail "4: tinytail did not start: $(tail -n 3 "$RIG_DIR/tinytail-v6.log")"
+  rig_wait_for 15 "connected over IPv6" connected || rig_fail "4: no join over IPv6: $(tail -n 5 "$RIG_DIR/tinytail-v6.log")"
+  joined="$(echo "$(bench_now) - $start_at" | bc)"
+  rig_wait_for 15 "forwarding again" replies_since "$start_at" || rig_fail "4: no replies after the IPv6-only restart"
+  forwarded="$(echo "$(sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$ping_log" |
+    awk -v t="$start_at" '$1 > t {print; exit}') - $start_at" | bc)"
+  rig_wait_for 30 "a direct IPv6 path" direct6 || rig_fail "4: not direct over IPv6 after the restart"
+  pass "4: restarted on the IPv6-only WAN: on the tailnet after $(printf '%.1f' "$joined") s, forwarding after" \
+    "$(printf '%.1f' "$forwarded") s, direct over IPv6"
+
+  # Dual-stack: IPv4 back; with IPv6 UDP cut on the router, the direct path moves to IPv4.
+  rig_exec rtr ip addr add 198.51.100.3/24 dev wan0
+  rig_exec rtr ip route add default via 198.51.100.1
+  rig_wait_for 30 "the IPv4 endpoint at control" endpoint_known 198.51.100.3 ||
+    rig_fail "4: dual-stack endpoints in the client's netmap: $(router_endpoints)"
+  direct_any() { rig_ts client ping -c 1 --until-direct=false "$rtr_ip" 2>&1 | grep -Eq 'via (198\.51\.100\.3|\[2001:db8:18::2\]):41641'; }
+  rig_wait_for 30 "a direct path" direct_any || rig_fail "4: no direct path on the dual-stack WAN"
+  cut_at="$(bench_now)"
+  rig_exec rtr nft add table ip6 rlcut6
+  rig_exec rtr nft add chain ip6 rlcut6 input '{ type filter hook input priority 0; }'
+  rig_exec rtr nft add rule ip6 rlcut6 input udp dport 41641 drop
+  rig_wait_for 30 "the direct path over IPv4" direct_at 198.51.100.3 ||
+    rig_fail "4: with IPv6 UDP cut the client's path is: $(rig_ts client ping -c 1 --until-direct=false "$rtr_ip" 2>&1 | tail -n 1)"
+  rig_wait_for 10 "replies" replies_since "$(bench_now)" || rig_fail "4: no replies with IPv6 UDP cut"
+  cut_gap="$(bench_ping_gap "$ping_log" "$cut_at" "$(bench_now)")"
+  # The client keeps a path it trusts for 6.5 s after its last pong, then tries the others.
+  ((cut_gap < 10000)) || rig_fail "4: a ${cut_gap} ms gap in replies when IPv6 UDP was cut (bound 10 s)"
+  rig_exec rtr nft delete table ip6 rlcut6
+  pass "4: dual-stack: direct again; with IPv6 UDP cut on the router the path moved to 198.51.100.3:41641" \
+    "(longest gap ${cut_gap} ms)"
 )
 
 source "$here/../rig/rig.sh"

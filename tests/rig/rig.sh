@@ -19,7 +19,8 @@
 #   rig_bg NS NAME CMD...          start CMD in NS in the background (pid in RIG_LAST_PID; log in
 #                                  $RIG_DIR/NAME.log); never call it in $(...): the pid would be lost
 #   rig_headscale_start            start Headscale; exports HS_URL, RIG_CA, HS_USER_ID; with
-#                                  RIG_DERP_IPV4 set, DERP/STUN get that address of the control host
+#                                  RIG_DERP_IPV4 set, DERP/STUN get that address of the control host;
+#                                  with RIG_DERP_IPV6 set, the DERP map also names that address
 #   rig_testcontrol_start          start tailscale.com's testcontrol (tinytail-interop); exports TC_URL
 #   rig_testctl_start [FLAGS...]   start our test control with tailnet lock (testctl) over HTTPS
 #                                  with DERP; exports TC_URL, RIG_CA; FLAGS go to testctl
@@ -157,19 +158,25 @@ rig_make_ca() {
 
 rig_headscale_start() {
   local peers hs="$RIG_DIR/headscale" listen=198.18.0.10 derp_ip="${RIG_DERP_IPV4:-198.18.0.10}"
+  local stun="198.18.0.10:3478" derp_ip6="${RIG_DERP_IPV6:-}"
   peers="$(rig_peers)"
   if [[ "$derp_ip" != 198.18.0.10 ]]; then
     # DERP and STUN at their own address (what the DERP map names), so that a test can cut
     # them off while control stays reachable, or the other way round.
     rig_exec ctl ip addr replace "$derp_ip/24" dev eth0
-    listen=0.0.0.0
+    listen="[::]" stun="$derp_ip:3478"
+  fi
+  if [[ -n "$derp_ip6" ]]; then
+    # The DERP map names an IPv6 address too; Headscale listens on both families (the test
+    # gives the control host its IPv6 addresses when it wants them reachable).
+    listen="[::]" stun="[::]:3478"
   fi
   # Keep an existing CA: Pebble (tests/e2e/cert.sh) serves a certificate from it.
   [[ -n "${RIG_CA:-}" ]] || rig_make_ca
   mkdir -p "$hs"
   cat >"$hs/config.yaml" <<EOF
 server_url: https://$RIG_CONTROL_HOST
-listen_addr: $listen:443
+listen_addr: "$listen:443"
 metrics_listen_addr: 127.0.0.1:0
 grpc_listen_addr: 127.0.0.1:0
 grpc_allow_insecure: false
@@ -188,10 +195,11 @@ derp:
     region_code: rig
     region_name: tinytail rig DERP
     verify_clients: true
-    stun_listen_addr: $derp_ip:3478
+    stun_listen_addr: "$stun"
     private_key_path: $hs/derp_server_private.key
     automatically_add_embedded_derp_region: true
     ipv4: $derp_ip
+    ipv6: "${derp_ip6:-}"
   urls: []
   paths: []
   auto_update_enabled: false

@@ -188,9 +188,27 @@ async fn dial(node: &DerpNode, id: &Identity) -> Result<(transport::BoxIo, Vec<u
     let (scheme, default_port) = if id.plain_http { ("http", 80) } else { ("https", 443) };
     let port = if node.derp_port == 0 { default_port } else { node.derp_port };
     let url = ServerUrl::parse(&format!("{scheme}://{}:{port}", node.host_name))?;
-    // A node's IPv4 field pins the address to dial; TLS still checks the host name.
-    let connect_to = (!node.ipv4.is_empty() && node.ipv4 != "none").then_some(node.ipv4.as_str());
-    let mut io = transport::dial_at(&url, connect_to, id.tls.as_ref()).await?;
+    // A node's IPv4 and IPv6 fields pin the addresses to dial, in that order (an IPv4-only or
+    // IPv6-only WAN fails the other at once: no route); TLS still checks the host name.
+    let pinned: Vec<&str> = [node.ipv4.as_str(), node.ipv6.as_str()]
+        .into_iter()
+        .filter(|a| !a.is_empty() && *a != "none")
+        .collect();
+    let (mut io, mut last) = (None, None);
+    for address in pinned {
+        match transport::dial_at(&url, Some(address), id.tls.as_ref()).await {
+            Ok(ok) => {
+                io = Some(ok);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let mut io = match (io, last) {
+        (Some(io), _) => io,
+        (None, Some(e)) => return Err(e),
+        (None, None) => transport::dial_at(&url, None, id.tls.as_ref()).await?, // by name
+    };
     let (head, rest) = http1::request(
         &mut io,
         "GET",

@@ -14,7 +14,7 @@ pub mod netcheck;
 pub mod paths;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -162,8 +162,7 @@ pub fn start(opts: Options, configs: watch::Receiver<Option<Arc<Config>>>) -> Re
     // registration with it (AsyncFd owns the Tun).
     let tun = unsafe { AsyncFd::register_with_interest(tun, Interest::READABLE) }
         .map_err(|e| format!("TUN device {}: {}", opts.tun_name, e.into_parts().1))?;
-    let std_udp = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, opts.port))
-        .map_err(|e| format!("UDP port {}: {e}", opts.port))?;
+    let (std_udp, ipv6) = bind_udp(opts.port)?;
     std_udp.set_nonblocking(true).map_err(|e| format!("UDP socket: {e}"))?;
     if let Err(e) = linux_net::set_socket_buffers(&std_udp, UDP_BUFFER_BYTES) {
         log(&format!("udp: socket buffers: {e}"));
@@ -185,6 +184,7 @@ pub fn start(opts: Options, configs: watch::Receiver<Option<Arc<Config>>>) -> Re
     let engine = Engine {
         opts,
         port,
+        ipv6,
         udp,
         tun,
         net,
@@ -218,6 +218,23 @@ pub fn start(opts: Options, configs: watch::Receiver<Option<Arc<Config>>>) -> Re
     };
     tokio::spawn(engine.run(command_rx, derp_rx, configs));
     Ok(Handle { commands, status, endpoints, netcheck, link_changes })
+}
+
+/// The one UDP socket: IPv6 and IPv4 on `[::]:port` (IPv4 peers appear as v4-mapped addresses,
+/// made plain again in [`Engine::on_udp`]), or IPv4 only where the kernel has no IPv6 or keeps
+/// IPv6 sockets to IPv6 (`net.ipv6.bindv6only`). Returns the socket and whether it speaks IPv6.
+fn bind_udp(port: u16) -> Result<(std::net::UdpSocket, bool), String> {
+    match std::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port)) {
+        Ok(socket) if linux_net::ipv6_only(&socket).is_ok_and(|only| !only) => return Ok((socket, true)),
+        Ok(_) => log("udp: IPv6 sockets take IPv6 only here (net.ipv6.bindv6only=1): IPv4 only"),
+        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+            log("udp: no IPv6 in this kernel: IPv4 only")
+        }
+        Err(e) => return Err(format!("UDP port {port}: {e}")),
+    }
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
+        .map_err(|e| format!("UDP port {port}: {e}"))?;
+    Ok((socket, false))
 }
 
 /// Brings the link up before any address goes on it.
@@ -272,6 +289,8 @@ enum Source {
 struct Engine {
     opts: Options,
     port: u16,
+    /// The socket carries IPv6 as well as IPv4.
+    ipv6: bool,
     udp: UdpSocket,
     tun: AsyncFd<Tun>,
     net: LinuxNet,
@@ -531,6 +550,7 @@ impl Engine {
 
     /// A datagram on the UDP socket (in `self.rx[..len]`).
     fn on_udp(&mut self, len: usize, from: SocketAddr) {
+        let from = SocketAddr::new(from.ip().to_canonical(), from.port()); // v4-mapped -> IPv4
         if stun::is_stun(&self.rx[..len]) {
             self.netcheck.on_response(&self.rx[..len], Instant::now());
             return;
@@ -865,23 +885,21 @@ impl Engine {
 
     fn start_netcheck(&mut self, now: Instant) {
         let Some(config) = self.config.as_ref() else { return };
-        for (to, request) in self.netcheck.start(now, &config.derp_regions) {
+        for (to, request) in self.netcheck.start(now, &config.derp_regions, self.ipv6) {
             let _ = self.udp.try_send_to(&request, to);
         }
     }
 
     fn on_netcheck(&mut self, report: Report) {
-        if let Some(global) = report.global_v4 {
-            if !self.endpoints.contains(&global) {
-                self.refresh_endpoints();
-            }
+        if [report.global_v4, report.global_v6].into_iter().flatten().any(|g| !self.endpoints.contains(&g)) {
+            self.refresh_endpoints();
         }
         for waiter in self.netcheck_waiters.drain(..) {
             let _ = waiter.send(report.clone());
         }
         self.netcheck_tx.send_if_modified(|last| {
-            let changed =
-                last.as_ref().map(|l| (l.nearest, l.global_v4)) != Some((report.nearest, report.global_v4));
+            let changed = last.as_ref().map(|l| (l.nearest, l.global_v4, l.global_v6))
+                != Some((report.nearest, report.global_v4, report.global_v6));
             *last = Some(report);
             changed
         });
@@ -896,8 +914,16 @@ impl Engine {
             }
         };
         let tailnet = Prefix { addr: tinytail_hal::net::TAILNET_V4.0, bits: tinytail_hal::net::TAILNET_V4.1 };
-        let mut local: Vec<IpAddr> =
-            addrs.into_iter().filter(|a| a.is_ipv4() && !tailnet.contains(*a)).collect();
+        let tailnet_v6 =
+            Prefix { addr: tinytail_hal::net::TAILNET_V6.0, bits: tinytail_hal::net::TAILNET_V6.1 };
+        let ipv6 = self.ipv6;
+        let mut local: Vec<IpAddr> = addrs
+            .into_iter()
+            .filter(|a| match a {
+                IpAddr::V4(_) => !tailnet.contains(*a),
+                IpAddr::V6(_) => ipv6 && !is_link_local(*a) && !tailnet_v6.contains(*a),
+            })
+            .collect();
         local.sort();
         let link_changed = self.local_addrs.as_ref().is_some_and(|old| *old != local);
         if link_changed {
@@ -912,6 +938,7 @@ impl Engine {
             local.into_iter().map(|a| SocketAddr::new(a, self.port)).collect();
         // What STUN saw: our address beyond a NAT.
         endpoints.extend(self.netcheck.last().and_then(|r| r.global_v4));
+        endpoints.extend(self.netcheck.last().and_then(|r| r.global_v6));
         endpoints.sort();
         endpoints.dedup();
         if endpoints != self.endpoints {

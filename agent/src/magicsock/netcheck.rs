@@ -1,11 +1,11 @@
 //! Netcheck: STUN binding requests from our one UDP socket to every DERP region's first STUN
-//! node. The answers tell whether UDP works at all, which address:port the outside sees (a
+//! node, over IPv4 and (when the socket speaks it) IPv6. The answers tell whether UDP works at all, which address:port the outside sees (a
 //! direct endpoint beyond our interface addresses) and each region's round trip, from which the
 //! nearest region becomes our home DERP (as tailscaled's netcheck decides it). Sans-I/O: the
 //! engine sends the probes and feeds the answers in.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use tinytail_core::stun::{self, TxId};
@@ -26,11 +26,14 @@ pub const INTERVAL: Duration = Duration::from_secs(60);
 pub struct Report {
     /// At least one STUN answer came back.
     pub udp: bool,
-    /// Our address as the STUN servers saw it.
+    /// Our address as the STUN servers saw it over IPv4, and over IPv6.
     pub global_v4: Option<SocketAddr>,
+    pub global_v6: Option<SocketAddr>,
+    /// The socket speaks IPv6 (so the IPv6 probes were sent), whether or not they were answered.
+    pub ipv6_socket: bool,
     /// Region -> (code, name, round trip) for regions that answered.
     pub latency: BTreeMap<u32, (String, String, Duration)>,
-    /// Regions probed without an answer, and regions we could not probe (no IPv4 address).
+    /// Regions probed without an answer, and regions we could not probe (no usable address).
     pub unanswered: Vec<u32>,
     /// The region with the lowest round trip.
     pub nearest: Option<u32>,
@@ -53,24 +56,26 @@ impl Netcheck {
         self.round.is_none() && self.last_started.is_none_or(|t| now.duration_since(t) >= INTERVAL)
     }
 
-    /// Starts a round: returns the datagrams to send (destination and a STUN binding request).
-    pub fn start(&mut self, now: Instant, regions: &[DerpRegion]) -> Vec<(SocketAddr, Vec<u8>)> {
+    /// Starts a round: returns the datagrams to send (destination and a STUN binding request),
+    /// one per region and address family (`ipv6`: the socket speaks IPv6).
+    pub fn start(&mut self, now: Instant, regions: &[DerpRegion], ipv6: bool) -> Vec<(SocketAddr, Vec<u8>)> {
         self.pending.clear();
         self.names.clear();
         self.last_started = Some(now);
-        let mut report = Report::default();
+        let mut report = Report { ipv6_socket: ipv6, ..Report::default() };
         let mut probes = Vec::new();
         for region in regions {
-            // Listed as unanswered until an answer comes (or forever, without an IPv4 node).
+            // Listed as unanswered until an answer comes (or forever, without a usable node).
             report.unanswered.push(region.region_id);
             self.names.insert(region.region_id, (region.region_code.clone(), region.region_name.clone()));
-            let Some(target) = stun_target(region) else { continue };
-            let tx_id: TxId = random::bytes12();
-            let mut request = vec![0u8; stun::BINDING_REQUEST_LEN];
-            let Ok(len) = stun::write_binding_request(&tx_id, &mut request) else { continue };
-            request.truncate(len);
-            self.pending.push((tx_id, region.region_id, now));
-            probes.push((target, request));
+            for target in stun_targets(region, ipv6) {
+                let tx_id: TxId = random::bytes12();
+                let mut request = vec![0u8; stun::BINDING_REQUEST_LEN];
+                let Ok(len) = stun::write_binding_request(&tx_id, &mut request) else { continue };
+                request.truncate(len);
+                self.pending.push((tx_id, region.region_id, now));
+                probes.push((target, request));
+            }
         }
         self.round = Some((now, report));
         probes
@@ -83,11 +88,17 @@ impl Netcheck {
         let (_, region, sent) = self.pending.swap_remove(at);
         let Some((_, report)) = self.round.as_mut() else { return true };
         report.udp = true;
-        if addr.is_ipv4() {
-            report.global_v4 = Some(addr);
+        // On our dual-stack socket an IPv4 server may report a v4-mapped address.
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+        match addr.ip() {
+            IpAddr::V4(_) => report.global_v4 = Some(addr),
+            IpAddr::V6(_) => report.global_v6 = Some(addr),
         }
         let (code, name) = self.names.get(&region).cloned().unwrap_or_default();
-        report.latency.insert(region, (code, name, now.duration_since(sent)));
+        // A region's round trip is its faster family's.
+        let rtt = now.duration_since(sent);
+        let entry = report.latency.entry(region).or_insert((code, name, rtt));
+        entry.2 = entry.2.min(rtt);
         report.unanswered.retain(|r| *r != region);
         true
     }
@@ -123,16 +134,21 @@ impl Netcheck {
     }
 }
 
-/// The first node of the region that serves STUN over IPv4 (our socket is IPv4).
-fn stun_target(region: &DerpRegion) -> Option<SocketAddr> {
-    region.nodes.iter().find_map(|node| {
-        let port = match node.stun_port {
-            0 => DEFAULT_STUN_PORT,
-            p => u16::try_from(p).ok()?, // -1: STUN off
-        };
+/// The region's first STUN node's IPv4 address and (with `ipv6`) the first one's IPv6 address.
+fn stun_targets(region: &DerpRegion, ipv6: bool) -> impl Iterator<Item = SocketAddr> + '_ {
+    let port = |node: &crate::tailcfg::DerpNode| match node.stun_port {
+        0 => Some(DEFAULT_STUN_PORT),
+        p => u16::try_from(p).ok(), // -1: STUN off
+    };
+    let v4 = region.nodes.iter().find_map(move |node| {
         let ip: Ipv4Addr = node.ipv4.parse().ok()?;
-        Some(SocketAddr::from((ip, port)))
-    })
+        Some(SocketAddr::from((ip, port(node)?)))
+    });
+    let v6 = region.nodes.iter().filter(move |_| ipv6).find_map(move |node| {
+        let ip: Ipv6Addr = node.ipv6.parse().ok()?;
+        Some(SocketAddr::from((ip, port(node)?)))
+    });
+    v4.into_iter().chain(v6)
 }
 
 #[cfg(test)]
@@ -168,7 +184,7 @@ mod tests {
             region(3, "", 0),
             region(4, "192.0.2.4", -1),
         ];
-        let probes = nc.start(t0, &regions);
+        let probes = nc.start(t0, &regions, false);
         assert_eq!(
             probes.iter().map(|p| p.0).collect::<Vec<_>>(),
             vec!["192.0.2.1:3478".parse().unwrap(), "192.0.2.2:3479".parse().unwrap()]
@@ -190,7 +206,7 @@ mod tests {
         assert!(nc.due(t0 + INTERVAL));
         // Our addresses changed: the report is stale, a round is due now, and an answer to the
         // old round's probes is not taken.
-        let old_probes = nc.start(t0 + INTERVAL, &regions);
+        let old_probes = nc.start(t0 + INTERVAL, &regions, false);
         nc.forget();
         assert!(nc.last().is_none());
         assert!(nc.due(t0 + INTERVAL));
@@ -201,12 +217,45 @@ mod tests {
     fn no_answers_means_no_udp_after_the_timeout() {
         let t0 = Instant::now();
         let mut nc = Netcheck::default();
-        nc.start(t0, &[region(1, "192.0.2.1", 0)]);
+        nc.start(t0, &[region(1, "192.0.2.1", 0)], false);
         assert!(nc.finish(t0 + Duration::from_secs(1)).is_none());
         let report = nc.finish(t0 + PROBE_TIMEOUT).unwrap();
         assert!(!report.udp);
         assert_eq!(report.nearest, None);
         assert_eq!(report.unanswered, vec![1]);
+    }
+
+    #[test]
+    fn a_dual_stack_socket_probes_both_families_and_learns_both_addresses() {
+        let t0 = Instant::now();
+        let mut nc = Netcheck::default();
+        let mut dual = region(1, "192.0.2.1", 0);
+        dual.nodes[0].ipv6 = "2001:db8::1".into();
+        let v6_only = DerpRegion {
+            nodes: vec![DerpNode { ipv6: "2001:db8::2".into(), ..DerpNode::default() }],
+            ..region(2, "", 0)
+        };
+        assert_eq!(nc.start(t0, &[dual.clone(), v6_only.clone()], false).len(), 1, "IPv4 socket: IPv4 only");
+        let probes = nc.start(t0, &[dual, v6_only], true);
+        assert_eq!(
+            probes.iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![
+                "192.0.2.1:3478".parse().unwrap(),
+                "[2001:db8::1]:3478".parse().unwrap(),
+                "[2001:db8::2]:3478".parse().unwrap()
+            ]
+        );
+        // The IPv4 server answers with a v4-mapped address (as our dual-stack socket saw it).
+        let v4_seen: SocketAddr = "[::ffff:203.0.113.7]:41641".parse().unwrap();
+        let v6_seen: SocketAddr = "[2001:db8:18::2]:41641".parse().unwrap();
+        assert!(nc.on_response(&answer(&probes[1].1, v6_seen), t0 + Duration::from_millis(3)));
+        assert!(nc.on_response(&answer(&probes[0].1, v4_seen), t0 + Duration::from_millis(8)));
+        let report = nc.finish(t0 + PROBE_TIMEOUT).unwrap();
+        assert_eq!(report.global_v4, Some("203.0.113.7:41641".parse().unwrap()));
+        assert_eq!(report.global_v6, Some(v6_seen));
+        assert!(report.ipv6_socket);
+        assert_eq!(report.latency[&1].2, Duration::from_millis(3), "the faster family's round trip");
+        assert_eq!(report.unanswered, vec![2]);
     }
 
     #[test]

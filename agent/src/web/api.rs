@@ -311,6 +311,8 @@ mod tests {
             netcheck: Some(Report {
                 udp: true,
                 global_v4: Some("203.0.113.7:41641".parse().unwrap()),
+                global_v6: None,
+                ipv6_socket: true,
                 latency,
                 unanswered: vec![997],
                 nearest: Some(999),

@@ -666,9 +666,10 @@ fn datapath_section(s: &Value, engine: Option<&EngineStatus>) -> String {
     let netcheck = match &e.netcheck {
         None => "<span class=\"mute\">not run yet</span>".to_string(),
         Some(r) => format!(
-            "UDP {}; global IPv4 {}",
+            "UDP {}; global IPv4 {}; global IPv6 {}",
             if r.udp { "<span class=\"ok\">works</span>" } else { "<span class=\"bad\">blocked</span>" },
             r.global_v4.map_or_else(|| "unknown".to_string(), |a| esc(&a.to_string())),
+            r.global_v6.map_or_else(|| "unknown".to_string(), |a| esc(&a.to_string())),
         ),
     };
     let f = &e.filter_drops;
@@ -1004,6 +1005,8 @@ mod tests {
             netcheck: Some(Report {
                 udp: true,
                 global_v4: Some("198.18.0.2:41641".parse().unwrap()),
+                global_v6: None,
+                ipv6_socket: true,
                 latency,
                 unanswered: vec![997],
                 nearest: Some(999),
@@ -1034,7 +1037,9 @@ mod tests {
         assert!(html.contains("tailscale0, UDP port 41641"));
         assert!(html.contains("198.18.0.2:41641<br>192.0.2.1:41641"), "endpoints");
         assert!(html.contains("id=\"home-derp\">rig (region 999)"));
-        assert!(html.contains("UDP <span class=\"ok\">works</span>; global IPv4 198.18.0.2:41641"));
+        assert!(html.contains(
+            "UDP <span class=\"ok\">works</span>; global IPv4 198.18.0.2:41641; global IPv6 unknown"
+        ));
         assert!(html.contains("no rule 3, not local 2, malformed 1"));
         assert!(html.contains(
             "no route 4, source not allowed 5, unknown peer 6, WireGuard 7, bad mac1 9, cookie replies 10, \

@@ -120,6 +120,28 @@ pub fn set_socket_buffers(socket: &impl AsRawFd, bytes: usize) -> io::Result<()>
     set(libc::SO_SNDBUFFORCE).or_else(|_| set(libc::SO_SNDBUF))
 }
 
+/// Whether an IPv6 socket takes IPv6 only (`IPV6_V6ONLY`; the default follows the
+/// `net.ipv6.bindv6only` sysctl): when false it also carries IPv4, as v4-mapped addresses.
+pub fn ipv6_only(socket: &impl AsRawFd) -> io::Result<bool> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `value`, valid for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(value != 0)
+    }
+}
+
 /// The unicast addresses of every interface that is up, except loopback and `skip` (our TUN):
 /// where peers may reach our UDP socket directly.
 pub fn interface_addresses(skip: &str) -> io::Result<Vec<IpAddr>> {
