@@ -63,11 +63,15 @@ pub(crate) async fn handle(agent: &Agent, args: CertArgs, notes: Option<&Unbound
         Ok(d) => d,
         Err(e) => return Reply::Error(e),
     };
-    let now = clock::unix_now();
+    // With the clock not set the stored certificate's dates are unknown: it is handed out if it
+    // is otherwise valid (no CA would issue to us anyway: TLS to it fails).
+    let now = clock::sane_now();
     let directory = acme::directory_url();
     let checked = cert::stored_status(&agent.store, &domain, now, roots(agent, &directory).as_ref());
     let fresh_enough = match (&checked.status, &checked.leaf) {
-        (CertStatus::Valid, Some(leaf)) => leaf.not_after - now >= args.min_validity_secs as i64,
+        (CertStatus::Valid, Some(leaf)) => {
+            now.is_none_or(|now| leaf.not_after - now >= args.min_validity_secs as i64)
+        }
         _ => false,
     };
     if !fresh_enough {
@@ -219,8 +223,13 @@ async fn obtain(agent: &Agent, domain: &str, say: &(dyn Fn(&str) + Sync)) -> Res
     }
     .map_err(|e| e.to_string())?;
     let chain = issued.chain_pem.as_bytes();
-    let checked =
-        x509::check(chain, &issued.key_pkcs8, domain, clock::unix_now(), roots(agent, &directory).as_ref());
+    let checked = x509::check_at(
+        chain,
+        &issued.key_pkcs8,
+        domain,
+        clock::sane_now(),
+        roots(agent, &directory).as_ref(),
+    );
     match &checked.status {
         CertStatus::Valid => {}
         CertStatus::Invalid(why) => {
@@ -373,7 +382,7 @@ pub(crate) fn status_list(agent: &Agent) -> Vec<serde_json::Value> {
 
 fn status_of(agent: &Agent, domain: &str) -> serde_json::Value {
     let roots = roots(agent, &acme::directory_url());
-    let checked = cert::stored_status(&agent.store, domain, clock::unix_now(), roots.as_ref());
+    let checked = cert::stored_status(&agent.store, domain, clock::sane_now(), roots.as_ref());
     let renewal = agent.lock().certs.renewal.get(domain).cloned();
     cert::status_json(domain, &checked, renewal.as_ref())
 }
@@ -381,13 +390,15 @@ fn status_of(agent: &Agent, domain: &str) -> serde_json::Value {
 /// Control's c2n `GET /tls-cert-status?domain=NAME` answer (`tailcfg.C2NTLSCertInfo`).
 pub(crate) fn c2n_tls_cert_status(agent: &Agent, domain: &str) -> serde_json::Value {
     let roots = roots(agent, &acme::directory_url());
-    let checked = cert::stored_status(&agent.store, domain, clock::unix_now(), roots.as_ref());
+    let checked = cert::stored_status(&agent.store, domain, clock::sane_now(), roots.as_ref());
     cert::c2n_json(&checked)
 }
 
-/// Serves the stored certificates that are usable now (at start; issuance updates them).
+/// Serves the stored certificates that are usable now (at start; issuance updates them). With
+/// the clock not set, their dates are not judged: a router without a real-time clock keeps
+/// serving its certificate (clients check the dates with their own clocks).
 fn load_served(agent: &Agent) {
-    let now = clock::unix_now();
+    let now = clock::sane_now();
     let roots = roots(agent, &acme::directory_url());
     for domain in agent.store.certificate_domains() {
         let checked = cert::stored_status(&agent.store, &domain, now, roots.as_ref());
@@ -429,9 +440,10 @@ async fn renew_if_due(agent: &Agent, domain: &str) {
     if !can_publish {
         return;
     }
+    // No renewal decision on an unknown date (the clock not set): wait for NTP.
+    let Some(now) = clock::sane_now() else { return };
     let directory = acme::directory_url();
-    let now = clock::unix_now();
-    let checked = cert::stored_status(&agent.store, domain, now, roots(agent, &directory).as_ref());
+    let checked = cert::stored_status(&agent.store, domain, Some(now), roots(agent, &directory).as_ref());
     // An Invalid certificate is the user's to look at (status says why); renewing it blindly
     // could loop into the CA's limits.
     let Some(leaf) =

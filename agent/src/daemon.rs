@@ -24,6 +24,8 @@ use crate::shared::{Agent, Backend};
 use crate::state::{FlashState, StateStore};
 use crate::{magicsock, random, web, wgconfig};
 
+/// How often [`watch_clock`] looks at the wall clock.
+const CLOCK_WATCH: Duration = Duration::from_secs(1);
 /// Reply lines from the CLI are at most this long.
 const REQUEST_MAX: usize = 64 << 10;
 
@@ -88,6 +90,7 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
     let (stop_tx, stop_rx) = oneshot::channel();
     tokio::spawn(supervise_datapath(agent.clone(), engine_opts, disco, stop_rx));
     tokio::spawn(crate::certify::renewal_task(agent.clone()));
+    tokio::spawn(watch_clock(agent.clone()));
     if start_control {
         start_control_loop(&agent, None);
     }
@@ -110,6 +113,26 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
     let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
     let _ = std::fs::remove_file(&opts.socket_path);
     Ok(())
+}
+
+/// Logs whether the wall clock is set, once at start when it is not and once per change after
+/// (a router without a real-time clock until NTP answers), and wakes status watchers then.
+async fn watch_clock(agent: Agent) {
+    let mut was_set = true;
+    loop {
+        let now = crate::clock::unix_now();
+        let set = crate::clock::is_sane(now);
+        if set != was_set {
+            if set {
+                log(&format!("clock: set, the system time is {}", crate::clock::rfc3339(now)));
+            } else {
+                log(&crate::clock::not_set_message(now));
+            }
+            was_set = set;
+            agent.notify();
+        }
+        tokio::time::sleep(CLOCK_WATCH).await;
+    }
 }
 
 /// Runs the datapath while the node is logged in, wants to run and has its own node in the map;

@@ -75,10 +75,10 @@ fn apply_all<'a>(messages: impl Iterator<Item = &'a [u8]>) -> NetMap {
         netmap.apply(resp);
         check_netmap(&netmap);
         if let Some(me) = &netmap.self_node {
-            let _ = status::key_expired(me, clock::unix_now());
+            let _ = status::key_expired(me, Some(clock::unix_now()));
         }
         for peer in &netmap.peers {
-            let _ = status::key_expired(peer, 0);
+            let _ = status::key_expired(peer, Some(0));
         }
         let Some(config) = wgconfig::build(&netmap, &prefs[i % 2], &keys.0, &keys.1, home_derp, |_| true)
         else {

@@ -76,14 +76,17 @@ async fn sync(agent: &Agent, session: &Session) -> Result<(), String> {
         let s = agent.lock();
         (s.netmap.tka.clone().unwrap_or_default(), s.tka.enabled(), s.tka.head_text(), self_key(&s))
     };
-    let now = clock::unix_now().max(0) as u64;
+    // AUMs are stored with the time they were committed, and compaction drops old ones: with
+    // the clock not set that time is unknown (crate::tka::UNKNOWN_COMMIT_TIME: never old), and
+    // nothing is compacted.
+    let now = clock::sane_now().map(|t| t.max(0) as u64);
     if !info.disabled && !enabled {
         let resp = bootstrap(session, node_key.clone(), String::new()).await.map_err(|e| e.to_string())?;
         let genesis = decode_base64_std(&resp.genesis_aum).ok_or("bootstrap: GenesisAUM is not base64")?;
         if genesis.is_empty() {
             return Err("bootstrap: control sent no genesis AUM".into());
         }
-        agent.lock().tka.bootstrap(&genesis, now)?;
+        agent.lock().tka.bootstrap(&genesis, commit_time(now))?;
         persist(agent)?;
         log("tailnet lock: enabled (bootstrapped from control)");
     } else if info.disabled && enabled {
@@ -103,8 +106,18 @@ async fn sync(agent: &Agent, session: &Session) -> Result<(), String> {
     sync_offer(agent, session, &node_key, now).await
 }
 
+/// The commit time recorded for AUMs stored at `now` (`None`: the clock is not set).
+fn commit_time(now: Option<u64>) -> u64 {
+    now.unwrap_or(crate::tka::UNKNOWN_COMMIT_TIME)
+}
+
 /// `sync/offer`, then apply what control has that we lack and send what we have that it lacks.
-async fn sync_offer(agent: &Agent, session: &Session, node_key: &str, now: u64) -> Result<(), String> {
+async fn sync_offer(
+    agent: &Agent,
+    session: &Session,
+    node_key: &str,
+    now: Option<u64>,
+) -> Result<(), String> {
     let offer = {
         let s = agent.lock();
         let authority = s.tka.authority().ok_or("tailnet lock is not enabled")?;
@@ -136,7 +149,11 @@ async fn sync_offer(agent: &Agent, session: &Session, node_key: &str, now: u64) 
         .map(|a| decode_base64_std(a).ok_or("sync/offer: an AUM is not base64"))
         .collect::<Result<Vec<_>, _>>()?;
     if !aums.is_empty() {
-        agent.lock().tka.inform(&aums, now).map_err(|e| format!("AUMs from control refused: {e}"))?;
+        agent
+            .lock()
+            .tka
+            .inform(&aums, commit_time(now))
+            .map_err(|e| format!("AUMs from control refused: {e}"))?;
         persist(agent)?;
     }
     // What control lacks (we are ahead of it, or on another fork): always answered with a send,
@@ -162,7 +179,10 @@ async fn sync_offer(agent: &Agent, session: &Session, node_key: &str, now: u64) 
             sent.head
         ));
     }
-    let purged = agent.lock().tka.compact(now)?;
+    let purged = match now {
+        Some(now) => agent.lock().tka.compact(now)?,
+        None => 0,
+    };
     if purged > 0 {
         log(&format!("tailnet lock: compaction dropped {purged} old AUMs"));
     }

@@ -27,6 +27,9 @@ pub const DEFAULT_LOGIN_SERVER: &str = "https://controlplane.tailscale.com";
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(3);
 const BACKOFF_JITTER: Duration = Duration::from_secs(1);
+/// While control fails because our clock is not set, how often the clock is looked at during
+/// the backoff.
+const CLOCK_POLL: Duration = Duration::from_millis(250);
 /// After a policy-only map update, wait this long (coalescing bursts) before re-polling for a
 /// full map that carries our own node.
 const POLICY_REFRESH_DELAY: Duration = Duration::from_millis(500);
@@ -382,6 +385,8 @@ fn stop_control_loop(agent: &Agent) {
 /// with jitter, log in again with the stored node key, and re-open the stream.
 async fn control_loop(agent: Agent, mut session: Option<Session>) {
     let mut failures: u32 = 0;
+    // The last failure was our clock's (TLS: "not valid yet" while the clock is not set).
+    let mut clock_failed = false;
     loop {
         // Subscribed before dialling: a change while we log in ends this session too.
         let mut link = agent.link_changed.subscribe();
@@ -402,8 +407,13 @@ async fn control_loop(agent: Agent, mut session: Option<Session>) {
             }
             Err(e) => Err(e),
         };
+        let mut clock_failure = false;
         if let Err(e) = result {
-            log(&format!("control: {e}"));
+            // The clock watcher logs the clock's state once per change; so is this failure.
+            clock_failure = !clock::is_set() && e.to_string().contains(clock::NOT_SET);
+            if !(clock_failure && clock_failed) {
+                log(&format!("control: {e}"));
+            }
             {
                 let mut s = agent.lock();
                 if s.control.connected || s.control.down_since.is_none() {
@@ -415,8 +425,19 @@ async fn control_loop(agent: Agent, mut session: Option<Session>) {
             }
             agent.notify();
         }
+        clock_failed = clock_failure;
         failures = failures.saturating_add(1);
-        tokio::time::sleep(backoff(failures)).await;
+        let retry = backoff(failures);
+        if clock_failure {
+            // Dial again as soon as NTP sets the clock (the test switch's file is read once a
+            // second), not at the end of the backoff.
+            let until = tokio::time::Instant::now() + retry;
+            while tokio::time::Instant::now() < until && !clock::is_set() {
+                tokio::time::sleep(CLOCK_POLL.min(until - tokio::time::Instant::now())).await;
+            }
+        } else {
+            tokio::time::sleep(retry).await;
+        }
     }
 }
 
@@ -527,10 +548,11 @@ async fn login(
     Ok(session)
 }
 
-/// True when the map says our node key has expired.
+/// True when the map says our node key has expired (by its expiry time only once our clock is
+/// set: a router without a real-time clock must not throw its key away on a guess).
 fn self_key_expired(agent: &Agent) -> bool {
     let s = agent.lock();
-    s.netmap.self_node.as_ref().is_some_and(|n| status::key_expired(n, clock::unix_now()))
+    s.netmap.self_node.as_ref().is_some_and(|n| status::key_expired(n, clock::sane_now()))
 }
 
 /// Streams the map until it fails. Resets `failures` once a message arrived.
@@ -642,7 +664,7 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
             let shared = &mut *s;
             shared.tka.filter(&shared.netmap);
             let expired =
-                s.netmap.self_node.as_ref().is_some_and(|n| status::key_expired(n, clock::unix_now()));
+                s.netmap.self_node.as_ref().is_some_and(|n| status::key_expired(n, clock::sane_now()));
             s.backend = if expired { Backend::NeedsLogin } else { Backend::Running };
             s.control = ControlHealth { connected: true, down_since: None, last_error: None };
             s.state.node_id = s.netmap.self_node.as_ref().map(|n| n.id);

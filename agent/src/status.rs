@@ -22,8 +22,10 @@ fn lock_json(s: &Shared) -> Value {
 pub fn json(s: &Shared) -> Value {
     let nm = &s.netmap;
     let now = clock::unix_now();
+    // The date, if the clock is set; expiry by time is unknown until it is.
+    let date = clock::is_sane(now).then_some(now);
     let self_node = nm.self_node.as_ref().map(|n| {
-        let mut v = node_json(n, now);
+        let mut v = node_json(n, date);
         // Ours: what we advertise (our prefs) vs what control enabled for us.
         let advertised = crate::shared::hostinfo(&s.state.prefs, &s.version, 0).routable_ips;
         v["advertisedRoutes"] = json!(advertised);
@@ -34,7 +36,7 @@ pub fn json(s: &Shared) -> Value {
         .peers
         .iter()
         .map(|p| {
-            let mut v = node_json(p, now);
+            let mut v = node_json(p, date);
             if let Some(path) = engine.as_ref().and_then(|e| e.peers.get(&p.key)) {
                 add_path(&mut v, path);
             }
@@ -42,6 +44,9 @@ pub fn json(s: &Shared) -> Value {
         })
         .collect();
     let mut health = Vec::new();
+    if date.is_none() {
+        health.push(clock::not_set_message(now));
+    }
     if let Some(since) = s.control.down_since {
         health.push(format!(
             "control server unreachable since {} ({}s); keeping the last network map",
@@ -50,7 +55,7 @@ pub fn json(s: &Shared) -> Value {
         ));
     }
     if let Some(n) = &nm.self_node {
-        if key_expired(n, now) {
+        if key_expired(n, date) {
             health.push("this node's key has expired; run `tinytail up` to log in again".into());
         }
     }
@@ -77,7 +82,13 @@ pub fn json(s: &Shared) -> Value {
             "LastError": s.control.last_error,
         },
         "Health": health,
+        // Our wall clock, and whether it is set (not before clock::SANE_FLOOR).
+        "Clock": { "Now": clock::rfc3339(now), "Set": date.is_some() },
         "NodeID": s.state.node_id,
+        // Our node key as stored (Self.PublicKey needs a network map): the login a restart keeps.
+        "NodeKey": s.state.node_key.as_ref().map(|k| {
+            tinytail_core::key::NodePublic(tinytail_core::control::noise::public_key(k)).to_string()
+        }),
         "DiscoKey": s.disco_public.to_string(),
         "Self": self_node,
         "Peer": peers,
@@ -139,7 +150,7 @@ fn datapath_json(e: &magicsock::EngineStatus) -> Value {
     })
 }
 
-fn node_json(n: &Node, now: i64) -> Value {
+fn node_json(n: &Node, now: Option<i64>) -> Value {
     json!({
         "ID": n.id,
         "StableID": n.stable_id,
@@ -168,7 +179,31 @@ fn strings(prefixes: &[Prefix]) -> Vec<String> {
     prefixes.iter().map(ToString::to_string).collect()
 }
 
-/// Control's flag, or the expiry time has passed.
-pub fn key_expired(n: &Node, now: i64) -> bool {
-    n.expired || n.key_expiry.as_deref().and_then(clock::parse_rfc3339).is_some_and(|t| t <= now)
+/// Control's flag, or the expiry time has passed. `now` is `None` while the clock is not set
+/// ([`clock::sane_now`]): then only control's flag counts (control's clock decided it), never
+/// our guess of the date.
+pub fn key_expired(n: &Node, now: Option<i64>) -> bool {
+    n.expired
+        || now.is_some_and(|now| {
+            n.key_expiry.as_deref().and_then(clock::parse_rfc3339).is_some_and(|t| t <= now)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_expiry_waits_for_a_set_clock() {
+        let node = Node { key_expiry: Some("2025-06-01T00:00:00Z".into()), ..Node::default() };
+        let after = clock::parse_rfc3339("2025-07-01T00:00:00Z");
+        assert!(key_expired(&node, after), "past its expiry by a set clock");
+        assert!(!key_expired(&node, clock::parse_rfc3339("2025-05-01T00:00:00Z")));
+        assert!(
+            !key_expired(&node, None),
+            "the clock is not set: the date is unknown, the key is not expired"
+        );
+        let flagged = Node { expired: true, ..node };
+        assert!(key_expired(&flagged, None), "control's flag counts without a clock");
+    }
 }

@@ -23,6 +23,9 @@ use crate::netmap::{NetMap, Node};
 
 /// `lock log` without `--limit` (`ts:cmd/tailscale/cli/tailnet-lock.go`).
 pub const DEFAULT_LOG_LIMIT: usize = 50;
+/// The commit time recorded for AUMs stored while our clock is not set (crate::clock): the far
+/// future, so age-based compaction never takes them for old history once the clock is set.
+pub const UNKNOWN_COMMIT_TIME: u64 = u64::MAX;
 /// How far `lock log` walks back at most, whatever the limit.
 const MAX_LOG_LIMIT: usize = 10_000;
 /// The health message tailscale shows when our own signature fails (`ts:health/healthmsg`).
@@ -748,6 +751,36 @@ mod tests {
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(loaded.head_text(), head.to_string());
         assert_ne!(loaded.authority().unwrap().oldest(), lock_genesis_hash(), "the start moved");
+    }
+
+    /// AUMs stored while our clock was not set carry [`UNKNOWN_COMMIT_TIME`]: once the clock is
+    /// set, years later by its reading, they are still young, not history to drop.
+    #[test]
+    fn aums_stored_without_a_set_clock_are_not_compacted_as_old() {
+        let mut lock = Lock::default();
+        lock.bootstrap(&genesis(), UNKNOWN_COMMIT_TIME).unwrap();
+        let keys = [(NlPublic(verify::public_of(&SEED_A)), 1)];
+        let mut head = lock.authority().unwrap().head();
+        let mut aums = Vec::new();
+        for i in 0..60 {
+            let change = if i == 30 {
+                Change::Checkpoint { keys: &keys, disablement_values: &[[1; 32]], state_id1: 5, state_id2: 6 }
+            } else {
+                Change::NoOp
+            };
+            let aum = signed(&SEED_A, Some(&head), &change);
+            head = Aum::decode(&aum).unwrap().hash();
+            aums.push(aum);
+        }
+        lock.inform(&aums, UNKNOWN_COMMIT_TIME).unwrap();
+        let (mut flash, mut meta) = (BTreeMap::new(), None);
+        apply(&mut flash, &mut meta, lock.take_changes());
+        lock.saved();
+        let records: Vec<(String, Vec<u8>)> = flash.into_iter().collect();
+        let (mut loaded, warnings) = Lock::load(meta.as_deref(), &records);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(loaded.compact(1_800_000_000).unwrap(), 0, "nothing is old by an unknown commit time");
+        assert_eq!(loaded.head_text(), head.to_string());
     }
 
     fn lock_genesis_hash() -> AumHash {

@@ -139,16 +139,17 @@ pub fn renew_at(leaf: &x509::LeafInfo, ari: Option<(i64, i64)>, random: u64) -> 
     leaf.not_before + lifetime * 2 / 3 - (random % (jitter as u64 + 1)) as i64
 }
 
-/// A name's stored certificate checked at `now`, with its leaf when it parsed.
+/// A name's stored certificate checked at `now` (`None`: the clock is not set, see
+/// [`x509::check_at`]), with its leaf when it parsed.
 pub fn stored_status(
     store: &FlashState,
     domain: &str,
-    now: i64,
+    now: Option<i64>,
     roots: Option<&rustls::RootCertStore>,
 ) -> x509::Checked {
     match store.certificate(domain) {
         None => x509::Checked { status: CertStatus::Missing, leaf: None },
-        Some((chain, key)) => x509::check(&chain, &key, domain, now, roots),
+        Some((chain, key)) => x509::check_at(&chain, &key, domain, now, roots),
     }
 }
 

@@ -160,6 +160,19 @@ pub fn check(
     now: i64,
     roots: Option<&rustls::RootCertStore>,
 ) -> Checked {
+    check_at(chain_pem, key_pkcs8, domain, Some(now), roots)
+}
+
+/// [`check`] at `now`, or, when `now` is `None` (our clock is not set, the date unknown), every
+/// check but the validity period's: the chain is verified as of the leaf's `notBefore`, and a
+/// certificate is never called expired or not yet valid on a guess of the date.
+pub fn check_at(
+    chain_pem: &[u8],
+    key_pkcs8: &[u8],
+    domain: &str,
+    now: Option<i64>,
+    roots: Option<&rustls::RootCertStore>,
+) -> Checked {
     if chain_pem.iter().all(u8::is_ascii_whitespace) {
         return Checked { status: CertStatus::Missing, leaf: None };
     }
@@ -188,7 +201,7 @@ fn judge(
     leaf: &LeafInfo,
     key_pkcs8: &[u8],
     domain: &str,
-    now: i64,
+    now: Option<i64>,
     roots: Option<&rustls::RootCertStore>,
 ) -> CertStatus {
     if let Err(why) = key_matches(key_pkcs8, &leaf.spki) {
@@ -198,13 +211,15 @@ fn judge(
         let names = leaf.dns_names.join(", ");
         return CertStatus::Invalid(format!("certificate is not for {domain} (its names: {names})"));
     }
-    if now > leaf.not_after {
-        return CertStatus::Expired;
+    if let Some(now) = now {
+        if now > leaf.not_after {
+            return CertStatus::Expired;
+        }
+        if now < leaf.not_before {
+            return CertStatus::Invalid("not yet valid".into());
+        }
     }
-    if now < leaf.not_before {
-        return CertStatus::Invalid("not yet valid".into());
-    }
-    match verify_chain(chain, domain, now, roots) {
+    match verify_chain(chain, domain, now.unwrap_or(leaf.not_before), roots) {
         Ok(()) => CertStatus::Valid,
         Err(why) => CertStatus::Invalid(why),
     }
@@ -781,6 +796,23 @@ mod tests {
         assert_eq!(
             status(&chain(&[LEAF, CA]), LEAF_KEY, DOMAIN, LEAF_NOT_BEFORE - 1),
             CertStatus::Invalid("not yet valid".into())
+        );
+    }
+
+    /// Our clock not set: the date is unknown, so neither "expired" nor "not yet valid" is
+    /// decided (the certificate is kept and served); everything else is still checked.
+    #[test]
+    fn without_a_set_clock_validity_dates_are_not_judged() {
+        let undated = |pem: &[u8], key: &[u8]| check_at(pem, key, DOMAIN, None, None).status;
+        assert_eq!(undated(&chain(&[EXPIRED, CA]), LEAF_KEY), CertStatus::Valid);
+        assert_eq!(undated(&chain(&[LEAF, CA]), LEAF_KEY), CertStatus::Valid);
+        assert!(
+            matches!(undated(&chain(&[LEAF, CA]), OTHER_KEY), CertStatus::Invalid(_)),
+            "the key still counts"
+        );
+        assert!(
+            matches!(undated(&chain(&[LEAF, OTHER_CA]), LEAF_KEY), CertStatus::Invalid(_)),
+            "the chain still counts"
         );
     }
 

@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::{ControlError, ServerUrl};
+use crate::clock;
 
 /// How long DNS + TCP + TLS may take (`ts:control/ts2021/client.go` uses 5 s + 5 s).
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,7 +30,8 @@ pub fn tls_config(board_ca_bundle: &str) -> Result<Arc<rustls::ClientConfig>, St
         key_provider: &NoPrivateKeys,
         ..rustls::crypto::ring::default_provider()
     };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+    // Certificates are checked against the agent's clock (crate::clock), not rustls's own.
+    let config = rustls::ClientConfig::builder_with_details(Arc::new(provider), Arc::new(clock::Clock))
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_root_certificates(roots)
@@ -54,6 +56,24 @@ pub fn root_store(board_ca_bundle: &str) -> Result<rustls::RootCertStore, String
         return Err(format!("CA bundle {path} holds no usable certificate"));
     }
     Ok(roots)
+}
+
+/// A failed handshake in words. A certificate that is "not valid yet" while our clock is not set
+/// (a router without a real-time clock before NTP) is our clock's fault, and said so, in the
+/// same words every time (the log says it once, not per retry).
+fn tls_error(e: &std::io::Error, now: i64) -> String {
+    use rustls::CertificateError::{NotValidYet, NotValidYetContext};
+    let not_valid_yet = matches!(
+        e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(NotValidYet | NotValidYetContext { .. }))
+    );
+    if not_valid_yet && !clock::is_sane(now) {
+        return format!(
+            "the server's certificate is not valid yet by this router's clock ({})",
+            clock::NOT_SET
+        );
+    }
+    e.to_string()
 }
 
 /// We are a TLS client without a client certificate, so we never load a private key: refusing
@@ -97,10 +117,43 @@ pub async fn dial_at(
         let stream = tokio_rustls::TlsConnector::from(Arc::clone(config))
             .connect(name, tcp)
             .await
-            .map_err(|e| unreachable(format!("TLS: {e}")))?;
+            .map_err(|e| unreachable(format!("TLS: {}", tls_error(&e, clock::unix_now()))))?;
         Ok(Box::new(stream) as BoxIo)
     };
     tokio::time::timeout(DIAL_TIMEOUT, connect)
         .await
         .map_err(|_| unreachable(format!("timed out after {}s", DIAL_TIMEOUT.as_secs())))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handshake_error(e: rustls::CertificateError) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::InvalidCertificate(e))
+    }
+
+    #[test]
+    fn a_certificate_not_valid_yet_is_blamed_on_a_clock_not_set() {
+        let early = 1_546_300_800; // 2019
+        let context = rustls::CertificateError::NotValidYetContext {
+            time: rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(early as u64)),
+            not_before: rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                1_790_000_000,
+            )),
+        };
+        for e in [rustls::CertificateError::NotValidYet, context.clone()] {
+            let said = tls_error(&handshake_error(e), early);
+            assert_eq!(
+                said,
+                "the server's certificate is not valid yet by this router's clock (clock not set)"
+            );
+        }
+        // With the clock set, the certificate is at fault: rustls's words.
+        let said = tls_error(&handshake_error(context), clock::SANE_FLOOR);
+        assert!(said.contains("certificate not valid yet") && !said.contains(clock::NOT_SET), "{said}");
+        // Another failure while the clock is not set is that failure.
+        let said = tls_error(&handshake_error(rustls::CertificateError::UnknownIssuer), early);
+        assert!(!said.contains(clock::NOT_SET), "{said}");
+    }
 }

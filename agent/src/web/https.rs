@@ -141,7 +141,8 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// from the agent's book, and HTTP/1.1 as the only ALPN protocol.
 fn server_config(agent: Agent) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    // The agent's clock (crate::clock) for whatever rustls times on our side (ticket ages).
+    let mut config = ServerConfig::builder_with_details(provider, Arc::new(crate::clock::Clock))
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
         .with_no_client_auth()

@@ -180,9 +180,12 @@ fn this_node(s: &Value, now: i64) -> String {
         me["TailscaleIPs"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let hostname =
         me["HostName"].as_str().filter(|h| !h.is_empty()).or(s["Prefs"]["Hostname"].as_str()).unwrap_or("");
+    // Expired or soon, by our clock only once it is set (status says so in Health when not).
+    let dated = s["Clock"]["Set"].as_bool().unwrap_or(true);
     let expiry = match me["KeyExpiry"].as_str() {
         None if me.is_object() => "never (key expiry disabled)".to_string(),
         None => "—".to_string(),
+        Some(t) if !dated => format!("{} (not judged: this router's clock is not set)", esc(t)),
         Some(t) => match clock::parse_rfc3339(t) {
             Some(at) if at <= now => format!("<span class=\"bad\">expired {}</span>", esc(t)),
             Some(at) if at - now <= EXPIRY_WARNING_SECS => format!(
@@ -1100,6 +1103,17 @@ mod tests {
         let html = status(&view(&s, &[]));
         assert!(html.contains("route-state ok\">enabled"));
         assert!(!html.contains("expiry-warning") && !html.contains("data-refresh"));
+    }
+
+    #[test]
+    fn key_expiry_is_not_judged_without_a_set_clock() {
+        let mut s = running();
+        s["Self"]["KeyExpiry"] = json!("2026-11-20T00:00:00Z"); // before the view's now
+        assert!(status(&view(&s, &[])).contains("<span class=\"bad\">expired 2026-11-20T00:00:00Z</span>"));
+        s["Clock"] = json!({"Now": "2020-11-26T09:00:00Z", "Set": false});
+        let html = status(&view(&s, &[]));
+        assert!(!html.contains("expired 2026") && !html.contains("expiry-warning"), "{html}");
+        assert!(html.contains("2026-11-20T00:00:00Z (not judged: this router's clock is not set)"), "{html}");
     }
 
     #[test]
