@@ -240,10 +240,15 @@ async fn up(agent: &Agent, args: UpArgs, notes: Option<&tokio::sync::mpsc::Unbou
     let session = match session {
         Ok(s) => s,
         Err(e) => {
-            // Nothing was persisted; go back to where we were.
+            // Go back to where we were, but keep a new identity login stored before registering
+            // (a retry must present the same keys, or control keeps an orphan node).
             let restart = {
                 let mut s = agent.lock();
+                let keys = (s.state.machine_key.clone(), s.state.node_key.clone());
                 s.state = old_state;
+                if !s.state.registered {
+                    (s.state.machine_key, s.state.node_key) = keys;
+                }
                 s.backend = if s.state.registered {
                     if s.state.want_running {
                         Backend::Starting
@@ -448,7 +453,10 @@ fn backoff(failures: u32) -> Duration {
 }
 
 /// Connects and registers (auth key, interactive login with followup, restart with the stored
-/// node key, or NodeKeyExpired rotation). Persists the keys only once control authorized us.
+/// node key, or NodeKeyExpired rotation). New machine and node keys are stored before the first
+/// request that names them: a power cut after control registered them must not come back with
+/// other keys (control would keep the first as an orphan node). The rest is stored only once
+/// control authorized us.
 async fn login(
     agent: &Agent,
     auth_key: Option<&str>,
@@ -469,6 +477,17 @@ async fn login(
     let url = ServerUrl::parse(&prefs.login_server)?;
     let tls = agent.tls(&url)?;
     let server_key = noise_io::fetch_server_key(&url, tls.as_ref()).await?;
+    if machine.is_none() || node.is_none() {
+        let machine_key = machine.get_or_insert_with(random::private_key).clone();
+        let node_key = node.get_or_insert_with(random::private_key).clone();
+        let saved = {
+            let mut s = agent.lock();
+            s.state.machine_key = Some(machine_key);
+            s.state.node_key = Some(node_key);
+            agent.store.save(&s.state)
+        };
+        saved.map_err(|e| ControlError::Refused(format!("saving the new keys failed: {e}")))?;
+    }
     let machine_key = machine.get_or_insert_with(random::private_key).clone();
     let session = Session::open(&url, tls.as_ref(), &server_key, &machine_key).await?;
     let hostinfo = hostinfo(&prefs, &version, derp);

@@ -36,7 +36,11 @@
 #   6  Power loss: 20 rounds of kill -9 at a random moment 0-1.5 s into a route change: same node
 #      key, routes one of the two sets, forwarding within 5 s of the restart, `store info` with
 #      every record and no warning, the kernel side not duplicated.
-# Not covered yet: scenarios 7, 8 of the issue, kills during login and lock/cert writes (cert.sh's T5 kills one issuance).
+#   6b Power loss during login: 10 rounds of kill -9 0-1.5 s into `up --auth-key` on a fresh store:
+#      after the restart logged in or, after one more `up`, so; control has exactly one node for
+#      the name, with the stored node key; store info without warning.
+# Not covered yet: scenarios 7, 8 of the issue, kills during lock writes (cert.sh's T5 kills one
+# certificate issuance).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 RIG="tt$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
@@ -400,6 +404,58 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   ((worst <= 5000)) || rig_fail "6: forwarding took up to ${worst} ms after a restart (bound 5 s)"
   pass "6: 20 kill -9s during route changes: the same node key every time, routes one of the two sets," \
     "store info with all $records0+ records and no warning, one TUN, one nft table; forwarding again at most ${worst} ms after each restart"
+
+  # --- 6b: power loss during login ---------------------------------------------------------------
+  # 10 rounds on a fresh store: `tinytail up --auth-key` is started and tinytail is killed 0-1.5 s
+  # into it (before, during or after registration). The restart either is logged in or needs
+  # login (the auth key is not stored); a second `up` then completes. Whatever the moment,
+  # control ends up with exactly one node for that name, carrying the node key the store kept:
+  # a key made again after registering would leave an orphan node behind. The main agent is
+  # stopped meanwhile (one TUN name and port per host) and restarted after.
+  kill "$TT_PID"; wait "$TT_PID" 2>/dev/null || true
+  rm -f "$TT_SOCK"
+  login_img="$RIG_DIR/tinytail/login.img" states=()
+  login_key="$(rig_authkey)"
+  for round in $(seq 10); do
+    name="login-$round"
+    rm -f "$login_img"
+    rig_bg rtr "login-$round" env SSL_CERT_FILE="$RIG_CA" "$TT" run --state "$login_img" --socket "$TT_SOCK"
+    TT_PID="$RIG_LAST_PID"
+    rig_wait_for 10 "tinytail socket" test -S "$TT_SOCK" || rig_fail "6b.$round: tinytail did not start"
+    control_tt up --login-server "$HS_URL" --auth-key "$login_key" --hostname "$name" --timeout 30 >/dev/null 2>&1 &
+    up_pid=$!
+    sleep "$(awk -v r="$RANDOM" 'BEGIN {printf "%.2f", (r % 1500) / 1000}')"
+    kill -9 "$TT_PID"; wait "$TT_PID" "$up_pid" 2>/dev/null || true
+    rm -f "$TT_SOCK"
+    rig_bg rtr "login-$round-again" env SSL_CERT_FILE="$RIG_CA" "$TT" run --state "$login_img" --socket "$TT_SOCK"
+    TT_PID="$RIG_LAST_PID"
+    rig_wait_for 10 "tinytail socket" test -S "$TT_SOCK" || rig_fail "6b.$round: tinytail did not restart"
+    logged_in() { control_tt status --json | jq -e '.BackendState == "Running"' >/dev/null; }
+    if rig_wait_for 5 "logged in after the restart" logged_in; then
+      states+=(in)
+    else
+      states+=(again)
+      control_tt up --login-server "$HS_URL" --auth-key "$login_key" --hostname "$name" --timeout 30 >/dev/null ||
+        rig_fail "6b.$round: up after the restart failed: $(control_tt status --json | jq -c '{BackendState, Control}')"
+    fi
+    key="$(control_tt status --json | jq -r .Self.PublicKey)"
+    [[ "$key" == "$(control_tt status --json | jq -r .NodeKey)" ]] || rig_fail "6b.$round: the stored key is not the one in use"
+    nodes="$(rig_hs nodes list -o json | jq -c --arg n "$name" '[.[] | select(.given_name == $n or .name == $n)]')"
+    [[ "$(jq length <<<"$nodes")" == 1 ]] || rig_fail "6b.$round: control has $(jq length <<<"$nodes") nodes named $name: $nodes"
+    jq -e --arg k "$key" '.[0].node_key == $k' <<<"$nodes" >/dev/null ||
+      rig_fail "6b.$round: control's node key $(jq -r '.[0].node_key' <<<"$nodes") is not the stored $key"
+    info="$(rig_exec rtr "$TT" store info --state "$login_img")"
+    grep -q "^warnings      none" <<<"$info" || rig_fail "6b.$round: store info: $info"
+    kill "$TT_PID"; wait "$TT_PID" 2>/dev/null || true
+    rm -f "$TT_SOCK"
+    rig_hs nodes delete --identifier "$(jq -r '.[0].id' <<<"$nodes")" >/dev/null
+  done
+  [[ "$(rig_exec rtr ip -o link show type tun | wc -l)" == 0 ]] || rig_fail "6b: TUN devices left: $(rig_exec rtr ip -o link show type tun)"
+  rig_bg rtr tinytail-6b env SSL_CERT_FILE="$RIG_CA" "$TT" run --state "$RIG_DIR/tinytail/state.img" --socket "$TT_SOCK"
+  TT_PID="$RIG_LAST_PID"
+  rig_wait_for 15 "the router back" connected || rig_fail "6b: the router's own agent did not come back"
+  pass "6b: 10 kill -9s during login: after the restart: $(IFS=,; echo "${states[*]}") (in: logged in, again: one more up); every time one node at control" \
+    "with the stored node key, store info without warning"
 
   # --- 4: IPv6-only WAN, then dual-stack -------------------------------------------------------
   # The control host (control 2001:db8:18::10, DERP/STUN ::11) and the client (::20) get IPv6

@@ -200,6 +200,7 @@ pub fn start(opts: Options, configs: watch::Receiver<Option<Arc<Config>>>) -> Re
         derp_events: derp_tx,
         config: None,
         pending: HashMap::new(),
+        early: Vec::with_capacity(EARLY_INITIATIONS),
         routes_installed: Vec::new(),
         addresses_installed: Vec::new(),
         forwarding: false,
@@ -241,6 +242,20 @@ fn bind_udp(port: u16) -> Result<(std::net::UdpSocket, bool), String> {
 fn net_setup_link(tun: &str) -> Result<(), String> {
     let mut net = LinuxNet::new().map_err(|e| format!("netlink: {e}"))?;
     net.link_up(tun, TUN_MTU).map_err(|e| format!("{tun}: {e}"))
+}
+
+/// WireGuard's handshake initiation: message type 1, 148 bytes (whitepaper section 5.4.2).
+const HANDSHAKE_INITIATION: u8 = 1;
+const HANDSHAKE_INITIATION_LEN: usize = 148;
+/// Early initiations kept at most, and for how long: the sender retries after REKEY_TIMEOUT
+/// (5 s) anyway, with a new one.
+const EARLY_INITIATIONS: usize = 4;
+const EARLY_INITIATION_TTL: Duration = Duration::from_secs(5);
+
+struct EarlyInitiation {
+    received: Instant,
+    from: SocketAddr,
+    message: [u8; HANDSHAKE_INITIATION_LEN],
 }
 
 struct PeerState {
@@ -308,6 +323,8 @@ struct Engine {
     derp_events: mpsc::Sender<DerpEvent>,
     config: Option<Arc<Config>>,
     pending: HashMap<[u8; disco::TX_ID_LEN], Pending>,
+    /// Handshake initiations that came before we could place them (see `place_wireguard`).
+    early: Vec<EarlyInitiation>,
     routes_installed: Vec<Prefix>,
     addresses_installed: Vec<Prefix>,
     forwarding: bool,
@@ -465,6 +482,7 @@ impl Engine {
             self.ensure_derp(home);
         }
         self.pending.retain(|_, p| self.by_key.contains_key(&p.peer));
+        self.replay_early();
     }
 
     /// Addresses, routes, forwarding and SNAT to match the config.
@@ -560,14 +578,58 @@ impl Engine {
             self.on_disco(&datagram, Source::Udp(from));
             return;
         }
-        let Some(dp) = self.datapath.as_mut() else { return };
+        self.place_wireguard(len, from, Instant::now());
+    }
+
+    /// A WireGuard datagram from the UDP socket (in `self.rx[..len]`, `received` at that time) to
+    /// its peer. A handshake initiation we cannot place yet (no netmap, or a sender the netmap
+    /// does not name yet) is kept for [`EARLY_INITIATION_TTL`] and tried again with the next
+    /// config: right after our restart a peer's initiation can beat our first netmap, and its
+    /// retry would come only after REKEY_TIMEOUT.
+    fn place_wireguard(&mut self, len: usize, from: SocketAddr, received: Instant) {
+        let Some(dp) = self.datapath.as_mut() else {
+            self.keep_early(len, from, received);
+            return;
+        };
         match dp.peer_for_datagram(from.ip(), &self.rx[..len], &mut self.tx) {
             Ok(Origin::Peer(peer)) => self.on_wireguard(peer, len, Some(from.ip())),
             Ok(Origin::CookieReply { len }) => {
                 self.drops.cookie_replies += 1;
                 let _ = self.udp.try_send_to(&self.tx[..len], from);
             }
+            Err(DatapathError::UnknownPeer) => {
+                self.count_drop(DatapathError::UnknownPeer);
+                self.keep_early(len, from, received);
+            }
             Err(e) => self.count_drop(e),
+        }
+    }
+
+    /// Keeps `self.rx[..len]` if it is a handshake initiation; the oldest goes when full.
+    fn keep_early(&mut self, len: usize, from: SocketAddr, received: Instant) {
+        let Some(message) =
+            self.rx.get(..len).and_then(|m| <[u8; HANDSHAKE_INITIATION_LEN]>::try_from(m).ok())
+        else {
+            return;
+        };
+        if message[0] != HANDSHAKE_INITIATION {
+            return;
+        }
+        if self.early.len() >= EARLY_INITIATIONS {
+            self.early.remove(0);
+        }
+        self.early.push(EarlyInitiation { received, from, message });
+    }
+
+    /// Tries the kept initiations again (a config arrived); ones still unplaced stay, with their
+    /// first arrival time, until they are too old.
+    fn replay_early(&mut self) {
+        let now = Instant::now();
+        for early in std::mem::take(&mut self.early) {
+            if now.duration_since(early.received) < EARLY_INITIATION_TTL {
+                self.rx[..HANDSHAKE_INITIATION_LEN].copy_from_slice(&early.message);
+                self.place_wireguard(HANDSHAKE_INITIATION_LEN, early.from, early.received);
+            }
         }
     }
 
