@@ -667,16 +667,18 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
         }
         let policy_only =
             resp.node.is_none() && (resp.packet_filters.is_some() || resp.packet_filter.is_some());
-        if policy_only && !hostinfo_now.routable_ips.is_empty() {
-            // A policy change while we advertise routes. Headscale v0.29.2 sends route approvals
-            // this way without our own node (state.go `SetApprovedRoutes` -> `PolicyChange`, no
-            // origin node), so our enabled routes would stay stale until the next full map:
-            // re-poll for one. Nodes that advertise nothing have nothing to learn from it.
-            refresh_at = Some(tokio::time::Instant::now() + POLICY_REFRESH_DELAY);
-        }
         let derp_update = {
             let mut s = agent.lock();
             let applied = s.netmap.apply(resp);
+            if policy_only && route_awaits_approval(&hostinfo_now.routable_ips, &s.netmap) {
+                // A policy change while one of our routes waits for approval. Headscale v0.29.2
+                // sends route approvals this way without our own node (state.go
+                // `SetApprovedRoutes` -> `PolicyChange`, no origin node), so our enabled routes
+                // would stay stale until the next full map: re-poll for one. Only while a route
+                // waits: a standby router (its route another router's primary) re-polling on
+                // every policy change made two HA routers reconnect in a loop.
+                refresh_at = Some(tokio::time::Instant::now() + POLICY_REFRESH_DELAY);
+            }
             for skipped in &applied.skipped {
                 log(&format!("map: skipped {skipped}"));
             }
@@ -837,6 +839,20 @@ fn query_value(query: &str, name: &str) -> Option<String> {
     http1::form_value(query.as_bytes(), name).filter(|v| !v.is_empty())
 }
 
+/// Whether a route we advertise is neither enabled for us (in our own node's AllowedIPs or
+/// primary routes) nor the primary route of another peer that is online: only then can a policy change have approved
+/// something the map has not shown us yet.
+fn route_awaits_approval(advertised: &[String], netmap: &crate::netmap::NetMap) -> bool {
+    let enabled = |route: &Prefix| {
+        let mine = netmap.self_node.iter().flat_map(|n| n.allowed_ips.iter().chain(&n.primary_routes));
+        // An offline peer's primary routes are about to move (maybe to us): they do not count.
+        let serving = netmap.peers.iter().filter(|p| p.online != Some(false));
+        let primaries = serving.flat_map(|p| p.primary_routes.iter());
+        mine.chain(primaries).any(|p| p.masked() == route.masked())
+    };
+    advertised.iter().filter_map(|r| Prefix::parse_route(r).ok()).any(|r| !enabled(&r))
+}
+
 /// `scheme://authority/path?query` -> (`scheme://authority`, `/path?query`).
 fn split_url(url: &str) -> Option<(String, String)> {
     let scheme_end = url.find("://")? + 3;
@@ -890,6 +906,35 @@ mod tests {
         for n in 0..req.len() {
             let _ = c2n_target(&req[..n]);
         }
+    }
+
+    #[test]
+    fn policy_updates_repoll_only_while_a_route_awaits_approval() {
+        use crate::netmap::{NetMap, Node};
+        let p = |t: &str| Prefix::parse_route(t).expect("prefix");
+        let lan = vec!["192.0.2.0/24".to_string()];
+        let mut map = NetMap {
+            self_node: Some(Node { allowed_ips: vec![p("100.64.0.2/32")], ..Node::default() }),
+            ..NetMap::default()
+        };
+        // Advertised, approved for nobody: wait for the approval.
+        assert!(route_awaits_approval(&lan, &map));
+        // Nothing advertised: nothing to learn.
+        assert!(!route_awaits_approval(&[], &map));
+        // Another router is primary for it: we are the standby, a policy change tells us nothing.
+        map.peers.push(Node { primary_routes: vec![p("192.0.2.0/24")], ..Node::default() });
+        assert!(!route_awaits_approval(&lan, &map));
+        // Its primary went offline: the route may move to us.
+        map.peers[0].online = Some(false);
+        assert!(route_awaits_approval(&lan, &map));
+        map.peers[0].online = Some(true);
+        // A second route nobody serves yet still waits.
+        assert!(route_awaits_approval(&["192.0.2.0/24".into(), "10.9.0.0/16".into()], &map));
+        // Enabled for us (we are primary).
+        map.peers.clear();
+        map.self_node =
+            Some(Node { allowed_ips: vec![p("100.64.0.2/32"), p("192.0.2.0/24")], ..Node::default() });
+        assert!(!route_awaits_approval(&lan, &map));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 # bridge in `lan` with the host 192.0.2.10); Headscale makes one primary. The client pings the
 # LAN host every 100 ms; the primary's tinytail is killed (kill -9): replies resume through the
 # other within 15 s; the killed one comes back: no flapping (the primary stays where it is for
-# 20 s).
+# 20 s, and neither router reopens its map poll meanwhile).
 #
 #   tests/e2e/ha.sh     (root; builds tinytail in debug unless TINYTAIL_BIN names one)
 # Then the new primary's WAN is cut: the first router takes over within 15 s.
@@ -80,8 +80,13 @@ pass() { printf 'ha: ok  %s\n' "$*"; }
   sleep 3
   killed_at="$(bench_now)"
   kill -9 "${pid[$first]}"
-  rig_wait_for 20 "replies through the other router" replies_since "$killed_at" ||
-    rig_fail "no replies 20 s after $first was killed; primary now: $(primary)"
+  # Replies already on their way when the router died do not count: wait for the switch first.
+  primary_is() { [[ "$(primary)" == "$1" ]]; }
+  other=ha1; [[ "$first" == ha1 ]] && other=ha2
+  rig_wait_for 20 "$other primary" primary_is "$other" || rig_fail "$other not primary 20 s after $first was killed"
+  switched_at="$(bench_now)"
+  rig_wait_for 10 "replies through the other router" replies_since "$switched_at" ||
+    rig_fail "no replies 10 s after $other became primary"
   sleep 2
   gap="$(bench_ping_gap "$ping_log" "$killed_at" "$(bench_now)")"
   ((gap <= 15000)) || rig_fail "the gap after killing $first was $gap ms (bound 15 s)"
@@ -94,6 +99,10 @@ pass() { printf 'ha: ok  %s\n' "$*"; }
   rm -f "$RIG_DIR/$first/sock"
   start_router "$ns" "$first"
   back_at="$(bench_now)"
+  # polls NAME: how many map polls Headscale has seen open for NAME so far.
+  polls() { grep -c "INF node connected .*node.name=$1 " "$RIG_DIR/headscale.log" || true; }
+  sleep 3 # the returning router's own first polls
+  polls_before="$(polls "$first") $(polls "$second")"
   changes=0 last="$second"
   for _ in $(seq 40); do
     sleep 0.5
@@ -101,16 +110,23 @@ pass() { printf 'ha: ok  %s\n' "$*"; }
     [[ -n "$now" && "$now" != "$last" ]] && changes=$((changes + 1)) last="$now"
   done
   ((changes == 0)) || rig_fail "the primary changed $changes times after $first came back"
+  # Neither router reconnects meanwhile: a standby that re-polled on every policy change made
+  # the two routers reopen their map polls every second or two.
+  read -r a b <<<"$polls_before"
+  repolls="$(($(polls "$first") - a + $(polls "$second") - b))"
+  ((repolls <= 1)) || rig_fail "$repolls new map polls from the two routers in 20 s (a reconnect loop)"
   worst="$(bench_ping_gap "$ping_log" "$back_at" "$(bench_now)")"
   ((worst < 1000)) || rig_fail "a $worst ms gap after $first came back"
-  pass "$first back: $second stays primary for 20 s, the longest gap $worst ms"
+  pass "$first back: $second stays primary for 20 s, $repolls new map polls, the longest gap $worst ms"
 
   # The primary's WAN is cut (its process lives on): the other router takes over within 15 s.
   ns=rtr; [[ "$second" == ha2 ]] && ns=rtr2
   cut_at="$(bench_now)"
   rig_exec "$ns" ip link set wan0 down
-  rig_wait_for 20 "replies after the WAN cut" replies_since "$cut_at" ||
-    rig_fail "no replies 20 s after $second's WAN was cut; primary now: $(primary)"
+  rig_wait_for 20 "$first primary" primary_is "$first" || rig_fail "$first not primary 20 s after $second's WAN was cut"
+  switched_at="$(bench_now)"
+  rig_wait_for 10 "replies after the WAN cut" replies_since "$switched_at" ||
+    rig_fail "no replies 10 s after $first became primary"
   sleep 2
   gap="$(bench_ping_gap "$ping_log" "$cut_at" "$(bench_now)")"
   ((gap <= 15000)) || rig_fail "the gap after cutting $second's WAN was $gap ms (bound 15 s)"
