@@ -840,8 +840,8 @@ fn query_value(query: &str, name: &str) -> Option<String> {
 }
 
 /// Whether a route we advertise is neither enabled for us (in our own node's AllowedIPs or
-/// primary routes) nor the primary route of another peer that is online: only then can a policy change have approved
-/// something the map has not shown us yet.
+/// primary routes) nor the primary route of another peer that is online: only then can a policy
+/// change have approved something the map has not shown us yet.
 fn route_awaits_approval(advertised: &[String], netmap: &crate::netmap::NetMap) -> bool {
     let enabled = |route: &Prefix| {
         let mine = netmap.self_node.iter().flat_map(|n| n.allowed_ips.iter().chain(&n.primary_routes));
