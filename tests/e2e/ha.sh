@@ -56,10 +56,10 @@ pass() { printf 'ha: ok  %s\n' "$*"; }
     rig_wait_for 10 "$name socket" test -S "$dir/sock" || rig_fail "$name did not start"
   }
   tt() { local ns="$1" name="$2"; rig_exec "$ns" "$TT" "$3" --socket "$RIG_DIR/$name/sock" "${@:4}"; }
-  for r in rtr:ha1 rtr2:ha2; do
-    ns="${r%%:*}" name="${r#*:}"
-    start_router "$ns" "$name"
-    tt "$ns" "$name" up --login-server "$HS_URL" --auth-key "$(rig_authkey)" --hostname "$name" \
+  declare -A host=([ha1]=rtr [ha2]=rtr2)
+  for name in ha1 ha2; do
+    start_router "${host[$name]}" "$name"
+    tt "${host[$name]}" "$name" up --login-server "$HS_URL" --auth-key "$(rig_authkey)" --hostname "$name" \
       --advertise-routes 192.0.2.0/24 --timeout 60 >/dev/null || rig_fail "$name: up failed"
     id="$(rig_hs nodes list -o json | jq -r --arg n "$name" '.[] | select(.given_name == $n) | .id')"
     rig_hs nodes approve-routes --identifier "$id" --routes 192.0.2.0/24 >/dev/null
@@ -77,27 +77,31 @@ pass() { printf 'ha: ok  %s\n' "$*"; }
   replies_since() {
     sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$ping_log" | awk -v t="$1" '$1 > t {f=1} END {exit !f}'
   }
+  primary_is() { [[ "$(primary)" == "$1" ]]; }
+  # failover SINCE TO WHAT: after WHAT (at bench_now SINCE), TO becomes the client's primary and
+  # answers; sets gap to the longest gap in replies since SINCE, bound 15 s. Replies already on
+  # their way when the old primary went do not count: the switch comes first.
+  failover() {
+    local since="$1" to="$2" what="$3" switched
+    rig_wait_for 20 "$to primary" primary_is "$to" || rig_fail "$to not primary 20 s after $what"
+    switched="$(bench_now)"
+    rig_wait_for 10 "replies through $to" replies_since "$switched" ||
+      rig_fail "no replies 10 s after $to became primary ($what)"
+    sleep 2
+    gap="$(bench_ping_gap "$ping_log" "$since" "$(bench_now)")"
+    ((gap <= 15000)) || rig_fail "the gap after $what was $gap ms (bound 15 s)"
+    primary_is "$to" || rig_fail "primary 2 s after $what: '$(primary)'"
+  }
+  second=ha1; [[ "$first" == ha1 ]] && second=ha2
   sleep 3
   killed_at="$(bench_now)"
   kill -9 "${pid[$first]}"
-  # Replies already on their way when the router died do not count: wait for the switch first.
-  primary_is() { [[ "$(primary)" == "$1" ]]; }
-  other=ha1; [[ "$first" == ha1 ]] && other=ha2
-  rig_wait_for 20 "$other primary" primary_is "$other" || rig_fail "$other not primary 20 s after $first was killed"
-  switched_at="$(bench_now)"
-  rig_wait_for 10 "replies through the other router" replies_since "$switched_at" ||
-    rig_fail "no replies 10 s after $other became primary"
-  sleep 2
-  gap="$(bench_ping_gap "$ping_log" "$killed_at" "$(bench_now)")"
-  ((gap <= 15000)) || rig_fail "the gap after killing $first was $gap ms (bound 15 s)"
-  second="$(primary)"
-  [[ -n "$second" && "$second" != "$first" ]] || rig_fail "primary after the kill: '$second'"
+  failover "$killed_at" "$second" "$first was killed"
   pass "kill -9 of the primary $first: replies through $second after $gap ms"
 
   # The killed router comes back: the primary must stay put (no flapping) for 20 s.
-  ns=rtr; [[ "$first" == ha2 ]] && ns=rtr2
   rm -f "$RIG_DIR/$first/sock"
-  start_router "$ns" "$first"
+  start_router "${host[$first]}" "$first"
   back_at="$(bench_now)"
   # polls NAME: how many map polls Headscale has seen open for NAME so far.
   polls() { grep -c "INF node connected .*node.name=$1 " "$RIG_DIR/headscale.log" || true; }
@@ -120,19 +124,10 @@ pass() { printf 'ha: ok  %s\n' "$*"; }
   pass "$first back: $second stays primary for 20 s, $repolls new map polls, the longest gap $worst ms"
 
   # The primary's WAN is cut (its process lives on): the other router takes over within 15 s.
-  ns=rtr; [[ "$second" == ha2 ]] && ns=rtr2
   cut_at="$(bench_now)"
-  rig_exec "$ns" ip link set wan0 down
-  rig_wait_for 20 "$first primary" primary_is "$first" || rig_fail "$first not primary 20 s after $second's WAN was cut"
-  switched_at="$(bench_now)"
-  rig_wait_for 10 "replies after the WAN cut" replies_since "$switched_at" ||
-    rig_fail "no replies 10 s after $first became primary"
-  sleep 2
-  gap="$(bench_ping_gap "$ping_log" "$cut_at" "$(bench_now)")"
-  ((gap <= 15000)) || rig_fail "the gap after cutting $second's WAN was $gap ms (bound 15 s)"
-  third="$(primary)"
-  [[ "$third" == "$first" ]] || rig_fail "primary after the WAN cut: '$third'"
-  rig_exec "$ns" ip link set wan0 up
+  rig_exec "${host[$second]}" ip link set wan0 down
+  failover "$cut_at" "$first" "$second's WAN was cut"
+  rig_exec "${host[$second]}" ip link set wan0 up
   pass "WAN of the primary $second cut: replies through $first after $gap ms"
 )
 rc=$?
