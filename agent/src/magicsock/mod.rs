@@ -201,6 +201,8 @@ pub fn start(opts: Options, configs: watch::Receiver<Option<Arc<Config>>>) -> Re
         config: None,
         pending: HashMap::new(),
         early: Vec::with_capacity(EARLY_INITIATIONS),
+        early_disco: Vec::with_capacity(EARLY_DISCO),
+        stale_session_searched: None,
         routes_installed: Vec::new(),
         addresses_installed: Vec::new(),
         forwarding: false,
@@ -251,11 +253,31 @@ const HANDSHAKE_INITIATION_LEN: usize = 148;
 /// (5 s) anyway, with a new one.
 const EARLY_INITIATIONS: usize = 4;
 const EARLY_INITIATION_TTL: Duration = Duration::from_secs(5);
+/// WireGuard's transport data: message type 4, a 16-byte header and at least the 16-byte tag.
+const TRANSPORT_DATA: u8 = 4;
+const TRANSPORT_DATA_MIN_LEN: usize = 32;
+/// At most one search per this long for the peer behind data on a session we do not hold (see
+/// `on_stale_session`): a forged flood then costs a bounded scan rate.
+const STALE_SESSION_SEARCH: Duration = Duration::from_millis(50);
 
 struct EarlyInitiation {
     received: Instant,
     from: SocketAddr,
     message: [u8; HANDSHAKE_INITIATION_LEN],
+}
+
+/// Disco messages from senders we cannot place yet are kept like early initiations: right after
+/// our restart the peer's pings beat our first netmap, and its next try comes only with its
+/// heartbeat (3 s). Longer ones are MTU probes, not worth keeping.
+const EARLY_DISCO: usize = 4;
+const EARLY_DISCO_MAX_LEN: usize = 256;
+
+/// In place, not on the heap: a flood of junk from the WAN costs no allocation.
+struct EarlyDisco {
+    received: Instant,
+    from: SocketAddr,
+    len: usize,
+    datagram: [u8; EARLY_DISCO_MAX_LEN],
 }
 
 struct PeerState {
@@ -325,6 +347,9 @@ struct Engine {
     pending: HashMap<[u8; disco::TX_ID_LEN], Pending>,
     /// Handshake initiations that came before we could place them (see `place_wireguard`).
     early: Vec<EarlyInitiation>,
+    early_disco: Vec<EarlyDisco>,
+    /// When `on_stale_session` last searched the peers.
+    stale_session_searched: Option<Instant>,
     routes_installed: Vec<Prefix>,
     addresses_installed: Vec<Prefix>,
     forwarding: bool,
@@ -599,7 +624,11 @@ impl Engine {
             }
             Err(DatapathError::UnknownPeer) => {
                 self.count_drop(DatapathError::UnknownPeer);
-                self.keep_early(len, from, received);
+                if is_transport_data(&self.rx[..len]) {
+                    self.on_stale_session(from, received);
+                } else {
+                    self.keep_early(len, from, received);
+                }
             }
             Err(e) => self.count_drop(e),
         }
@@ -623,12 +652,36 @@ impl Engine {
 
     /// Tries the kept initiations again (a config arrived); ones still unplaced stay, with their
     /// first arrival time, until they are too old.
+    /// Data for a session we do not hold, from the address of exactly one known peer: that peer
+    /// still sends on the session our previous run held (we restarted), so start the handshake
+    /// now instead of at its next disco ping, up to a heartbeat (3 s) later. A forged source
+    /// gains nothing: the initiation goes to the real peer, and at most one is under way.
+    fn on_stale_session(&mut self, from: SocketAddr, now: Instant) {
+        if self.stale_session_searched.is_some_and(|t| now.duration_since(t) < STALE_SESSION_SEARCH) {
+            return;
+        }
+        self.stale_session_searched = Some(now);
+        let mut at = self.peers.iter().enumerate().filter(|(_, p)| p.paths.knows(from)).map(|(i, _)| i);
+        if let (Some(i), None) = (at.next(), at.next()) {
+            if let Ok(peer) = PeerIndex::try_from(i) {
+                self.initiate(peer);
+            }
+        }
+    }
+
     fn replay_early(&mut self) {
         let now = Instant::now();
         for early in std::mem::take(&mut self.early) {
             if now.duration_since(early.received) < EARLY_INITIATION_TTL {
                 self.rx[..HANDSHAKE_INITIATION_LEN].copy_from_slice(&early.message);
                 self.place_wireguard(HANDSHAKE_INITIATION_LEN, early.from, early.received);
+            }
+        }
+        for early in std::mem::take(&mut self.early_disco) {
+            let datagram = &early.datagram[..early.len];
+            let known = Envelope::parse(datagram).is_ok_and(|e| self.by_disco.contains_key(&e.sender));
+            if known && now.duration_since(early.received) < EARLY_INITIATION_TTL {
+                self.on_disco(datagram, Source::Udp(early.from));
             }
         }
     }
@@ -650,7 +703,14 @@ impl Engine {
                 self.flush(peer);
             }
             Ok(Output::Nothing) => self.flush(peer),
-            Err(e) => self.count_drop(e),
+            Err(e) => {
+                self.count_drop(e);
+                // Through DERP the sender is known: data we cannot open is the stale-session
+                // case of `on_stale_session` (a no-op while a session exists).
+                if is_transport_data(&self.rx[..len]) {
+                    self.initiate(peer);
+                }
+            }
         }
         if let Some(p) = self.peers.get_mut(usize::from(peer)) {
             p.paths.last_active = Some(Instant::now());
@@ -760,7 +820,12 @@ impl Engine {
 
     fn on_disco(&mut self, datagram: &[u8], source: Source) {
         let Ok(envelope) = Envelope::parse(datagram) else { return };
-        let Some(&peer) = self.by_disco.get(&envelope.sender) else { return };
+        let Some(&peer) = self.by_disco.get(&envelope.sender) else {
+            if let Source::Udp(from) = source {
+                self.keep_early_disco(datagram, from);
+            }
+            return;
+        };
         let Some(state) = self.peers.get_mut(usize::from(peer)) else { return };
         if let Source::Derp { node, .. } = source {
             if node != state.key {
@@ -829,6 +894,23 @@ impl Engine {
             Ok(_) => {}
             Err(e) => self.count_drop(e),
         }
+    }
+
+    /// Keeps a disco datagram from a sender no peer has yet (see [`EARLY_DISCO`]); the oldest
+    /// goes when full. Replayed ones that still name no peer are dropped for good.
+    fn keep_early_disco(&mut self, datagram: &[u8], from: SocketAddr) {
+        let mut early = EarlyDisco {
+            received: Instant::now(),
+            from,
+            len: datagram.len(),
+            datagram: [0; EARLY_DISCO_MAX_LEN],
+        };
+        let Some(slot) = early.datagram.get_mut(..datagram.len()) else { return };
+        slot.copy_from_slice(datagram);
+        if self.early_disco.len() >= EARLY_DISCO {
+            self.early_disco.remove(0);
+        }
+        self.early_disco.push(early);
     }
 
     /// Seals and sends one disco message to `peer` over `target`.
@@ -1080,6 +1162,10 @@ enum Payload<'a> {
     /// The first bytes of the transmit buffer.
     Tx(usize),
     Bytes(&'a [u8]),
+}
+
+fn is_transport_data(datagram: &[u8]) -> bool {
+    datagram.len() >= TRANSPORT_DATA_MIN_LEN && datagram[0] == TRANSPORT_DATA
 }
 
 fn source_target(source: Source) -> PingTarget {

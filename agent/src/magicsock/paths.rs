@@ -70,6 +70,11 @@ impl PeerPaths {
         last_ping.retain(|(a, _)| from_control.contains(a) || learned.contains(a));
     }
 
+    /// Whether `addr` is one of the peer's candidate addresses.
+    pub fn knows(&self, addr: SocketAddr) -> bool {
+        self.from_control.contains(&addr) || self.learned.contains(&addr)
+    }
+
     /// CallMeMaybe: ping every candidate now, whatever the interval says.
     pub fn reset_ping_timers(&mut self) {
         self.last_ping.clear();
@@ -210,6 +215,17 @@ mod tests {
         let mut due = Vec::new();
         p.pings_due(Instant::now(), &mut due);
         assert_eq!(due.len(), MAX_CANDIDATES);
+    }
+
+    #[test]
+    fn knows_control_and_learned_candidates_only() {
+        let mut p = PeerPaths::default();
+        p.set_control_endpoints(&[addr("198.18.0.20:41641")]);
+        p.learn(addr("10.0.0.5:41641"));
+        assert!(p.knows(addr("198.18.0.20:41641")) && p.knows(addr("10.0.0.5:41641")));
+        assert!(!p.knows(addr("198.18.0.20:41642")), "another port is another address");
+        p.set_control_endpoints(&[]);
+        assert!(!p.knows(addr("198.18.0.20:41641")), "replaced by the next netmap");
     }
 
     #[test]
