@@ -218,6 +218,7 @@ log:
 policy:
   mode: file
   path: "${RIG_HS_POLICY:-}"
+${RIG_HS_EXTRA_YAML:-}
 EOF
   rig_bg ctl headscale env SSL_CERT_FILE="$RIG_CA" "$peers/headscale" -c "$hs/config.yaml" serve
   export HS_URL="https://$RIG_CONTROL_HOST"
