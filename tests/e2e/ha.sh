@@ -15,6 +15,8 @@
 #   HA_ROUTERS=tailscaled tests/e2e/ha.sh    the same with two tailscaled routers (bench/ha.sh
 #                                            compares the two over 10 runs)
 # The last line is "ha: figures ROUTERS kill=MS cut=MS" for bench/ha.sh.
+# Not in scripts/test yet: 2 of 9 tinytail runs failed (a 5.2 s wait for the client's handshake
+# with the new primary; once no replies through the first primary at all), causes not found.
 # Headscale decides when a router whose WAN is cut stops being primary: its HA probe pings each
 # router every node.routes.ha.probe_interval (10 s by default) and gives up after probe_timeout
 # (5 s), so with its defaults a cut costs 5-15 s plus the switch, whichever router: the test sets
