@@ -650,8 +650,6 @@ impl Engine {
         self.early.push(EarlyInitiation { received, from, message });
     }
 
-    /// Tries the kept initiations again (a config arrived); ones still unplaced stay, with their
-    /// first arrival time, until they are too old.
     /// Data for a session we do not hold, from the address of exactly one known peer: that peer
     /// still sends on the session our previous run held (we restarted), so start the handshake
     /// now instead of at its next disco ping, up to a heartbeat (3 s) later. A forged source
@@ -669,6 +667,8 @@ impl Engine {
         }
     }
 
+    /// Tries the kept initiations and disco messages again (a config arrived); initiations still
+    /// unplaced stay, with their first arrival time, until they are too old.
     fn replay_early(&mut self) {
         let now = Instant::now();
         for early in std::mem::take(&mut self.early) {
