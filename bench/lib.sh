@@ -173,8 +173,21 @@ bench_stats() {
 
 bench_now() { date +%s.%N; }
 
+# The reply times (bench_now's form) in a `ping -D` log, in order.
+bench_reply_times() { sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$1"; }
+
+# bench_first_reply LOG T: the time of the first reply after T; fails when there is none yet.
+bench_first_reply() { bench_reply_times "$1" | awk -v t="$2" '$1 > t {print; f=1; exit} END {exit !f}'; }
+
+# bench_secs_to_reply LOG T: seconds (3 decimals) from T to the first reply after it.
+bench_secs_to_reply() {
+  local at
+  at="$(bench_first_reply "$1" "$2")" || return 1
+  awk -v a="$at" -v t="$2" 'BEGIN {printf "%.3f\n", a - t}'
+}
+
 bench_ping_gap() {
-  { echo "$2"; sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$1"; echo "$3"; } |
+  { echo "$2"; bench_reply_times "$1"; echo "$3"; } |
     awk -v from="$2" -v to="$3" '$1 >= from && $1 <= to {
       if (n++ && $1 - prev > max) max = $1 - prev; prev = $1 } END {printf "%d\n", max * 1000}'
 }

@@ -33,7 +33,7 @@ ROUTERS="${HA_ROUTERS:-tinytail}" bound="${HA_BOUND_MS:-15000}"
 
 (
   source "$here/../rig/rig.sh"
-  source "$here/../../bench/lib.sh" # bench_now, bench_ping_gap
+  source "$here/../../bench/lib.sh" # bench_now, bench_ping_gap, bench_first_reply
   rig_up
   policy="$RIG_DIR/policy.json"
   echo '{"acls":[{"action":"accept","src":["*"],"dst":["*:*"]}]}' >"$policy"
@@ -108,9 +108,7 @@ ROUTERS="${HA_ROUTERS:-tinytail}" bound="${HA_BOUND_MS:-15000}"
   rig_bg cli pingstream ping -D -n -i 0.1 -W 1 192.0.2.10
   ping_log="$RIG_DIR/pingstream.log"
   rig_wait_for 10 "ping stream answered" grep -q "bytes from" "$ping_log" || rig_fail "no replies through $first"
-  replies_since() {
-    sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$ping_log" | awk -v t="$1" '$1 > t {f=1} END {exit !f}'
-  }
+  replies_since() { bench_first_reply "$ping_log" "$1" >/dev/null; }
   primary_is() { [[ "$(primary)" == "$1" ]]; }
   # failover SINCE TO WHAT: after WHAT (at bench_now SINCE), TO becomes the client's primary and
   # answers; sets gap to the longest gap in replies since SINCE (bound: HA_BOUND_MS) and parts to its
@@ -122,7 +120,7 @@ ROUTERS="${HA_ROUTERS:-tinytail}" bound="${HA_BOUND_MS:-15000}"
     switched="$(bench_now)"
     rig_wait_for 10 "replies through $to" replies_since "$switched" ||
       rig_fail "no replies 10 s after $to became primary ($what)"
-    answered="$(sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$ping_log" | awk -v t="$switched" '$1 > t {print; exit}')"
+    answered="$(bench_first_reply "$ping_log" "$switched")"
     sleep 2
     gap="$(bench_ping_gap "$ping_log" "$since" "$(bench_now)")"
     parts="$(echo "($switched - $since) * 1000 / 1" | bc) ms to the switch, $(echo "($answered - $switched) * 1000 / 1" | bc) ms from it to a reply"

@@ -94,9 +94,7 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   ping_log="$RIG_DIR/pingstream.log"
   rig_wait_for 5 "ping stream answered" grep -q "bytes from" "$ping_log" || rig_fail "no ping replies before the change"
   # replies_since T: a reply arrived after bench_now value T.
-  replies_since() {
-    sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$ping_log" | awk -v t="$1" '$1 > t {f=1} END {exit !f}'
-  }
+  replies_since() { bench_first_reply "$ping_log" "$1" >/dev/null; }
 
   # --- 1a: a new address in another subnet, mid-transfer -------------------------------------
   # 20 MB at 1 MB/s: the change comes 5 s in.
@@ -143,8 +141,7 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   rig_exec rtr ip route add default via 198.51.100.1
   rig_wait_for 10 "replies after the link came back" replies_since "$up_at" ||
     rig_fail "1b: no replies within 10 s of the link coming up; tinytail: $(tail -n 8 "$RIG_DIR/tinytail.log")"
-  back="$(echo "$(sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$ping_log" |
-    awk -v t="$up_at" '$1 > t {print; exit}') - $up_at" | bc)"
+  back="$(bench_secs_to_reply "$ping_log" "$up_at")"
   kill -0 "$TT_PID" || rig_fail "1b: tinytail is gone"
   rig_wait_for 30 "control knows the new endpoint" endpoint_known 198.51.100.3 ||
     rig_fail "1b: the router's endpoints in the client's netmap: $(router_endpoints)"
@@ -200,8 +197,7 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   joined="$(echo "$(bench_now) - $up_at" | bc)"
   rig_wait_for 10 "replies through the restarted router" replies_since "$up_at" ||
     rig_fail "2: no replies through the router after the WAN came up"
-  forwarded="$(echo "$(sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$ping_log" |
-    awk -v t="$up_at" '$1 > t {print; exit}') - $up_at" | bc)"
+  forwarded="$(bench_secs_to_reply "$ping_log" "$up_at")"
   dns_queries="$(rig_exec ctl nft list table inet rldns | sed -n 's/.*counter packets \([0-9]*\).*/\1/p')"
   ((dns_queries > 0)) || rig_fail "2: the router sent the DNS server no query"
   rig_exec ctl nft delete table inet rldns
@@ -268,7 +264,7 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   [[ "$said" == 2 ]] || rig_fail "3: 'clock not set' logged $said times (want 2): $(grep "clock not set" "$tt3_log")"
   grep -q "^[^ ]* tinytail: clock not set: the system time is 20" "$tt3_log" || rig_fail "3: the log lacks the clock line"
   ! grep -q "key expired\|logged out\|registering a new" "$tt3_log" || rig_fail "3: a key decision: $(grep "expired" "$tt3_log")"
-  unset_replies="$(sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$ping_log" |
+  unset_replies="$(bench_reply_times "$ping_log" |
     awk -v t="$(echo "$started_at + 2" | bc)" '$1 > t {n++} END {print n + 0}')"
   set_at="$(bench_now)"
   echo 0 >"$clock_file" # NTP answered
@@ -277,8 +273,7 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   clock_joined="$(echo "$(bench_now) - $set_at" | bc)"
   rig_wait_for 10 "replies through the router after the clock was set" replies_since "$set_at" ||
     rig_fail "3: no replies through the router 10 s after the clock was set: $(tail -n 5 "$tt3_log")"
-  clock_forwarded="$(echo "$(sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$ping_log" |
-    awk -v t="$set_at" '$1 > t {print; exit}') - $set_at" | bc)"
+  clock_forwarded="$(bench_secs_to_reply "$ping_log" "$set_at")"
   st="$(control_tt status --json)"
   [[ "$(jq -r .Self.PublicKey <<<"$st")" == "$key0" ]] || rig_fail "3: a new node key after the clock was set: $(jq -r .Self.PublicKey <<<"$st")"
   node1="$(rig_hs nodes list -o json | jq -r '[.[] | select(.given_name | startswith("router"))] | map(.id) | join(",")')"
@@ -413,8 +408,7 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
     rig_wait_for 10 "tinytail socket" test -S "$TT_SOCK" || rig_fail "6.$round: tinytail did not start: $(tail -n 3 "$RIG_DIR/tinytail-r$round.log")"
     rig_wait_for 30 "forwarding again" replies_since "$start_at" ||
       rig_fail "6.$round: no replies through the router 30 s after the restart: $(tail -n 5 "$RIG_DIR/tinytail-r$round.log")"
-    took="$(echo "($(sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$ping_log" |
-      awk -v t="$start_at" '$1 > t {print; exit}') - $start_at) * 1000" | bc | cut -d. -f1)"
+    took="$(bench_secs_to_reply "$ping_log" "$start_at" | awk '{printf "%d", $1 * 1000}')"
     ((took > worst)) && worst="$took"
     times+=("$took")
     rig_wait_for 10 "connected" connected || rig_fail "6.$round: not connected"
@@ -539,8 +533,7 @@ pass() { printf 'router-life: ok  %s\n' "$*"; }
   rig_wait_for 15 "connected over IPv6" connected || rig_fail "4: no join over IPv6: $(tail -n 5 "$RIG_DIR/tinytail-v6.log")"
   joined="$(echo "$(bench_now) - $start_at" | bc)"
   rig_wait_for 15 "forwarding again" replies_since "$start_at" || rig_fail "4: no replies after the IPv6-only restart"
-  forwarded="$(echo "$(sed -n 's/^\[\([0-9.]*\)\] [0-9]* bytes from .*/\1/p' "$ping_log" |
-    awk -v t="$start_at" '$1 > t {print; exit}') - $start_at" | bc)"
+  forwarded="$(bench_secs_to_reply "$ping_log" "$start_at")"
   rig_wait_for 30 "a direct IPv6 path" direct6 || rig_fail "4: not direct over IPv6 after the restart"
   pass "4: restarted on the IPv6-only WAN: on the tailnet after $(printf '%.1f' "$joined") s, forwarding after" \
     "$(printf '%.1f' "$forwarded") s, direct over IPv6"

@@ -617,7 +617,13 @@ impl Engine {
             return;
         };
         match dp.peer_for_datagram(from.ip(), &self.rx[..len], &mut self.tx) {
-            Ok(Origin::Peer(peer)) => self.on_wireguard(peer, len, Some(from.ip())),
+            Ok(Origin::Peer(peer)) => {
+                if self.on_wireguard(peer, len, Some(from.ip())) {
+                    if let Some(p) = self.peers.get_mut(usize::from(peer)) {
+                        p.paths.heard_from(from, received);
+                    }
+                }
+            }
             Ok(Origin::CookieReply { len }) => {
                 self.drops.cookie_replies += 1;
                 let _ = self.udp.try_send_to(&self.tx[..len], from);
@@ -662,6 +668,9 @@ impl Engine {
         let mut at = self.peers.iter().enumerate().filter(|(_, p)| p.paths.knows(from)).map(|(i, _)| i);
         if let (Some(i), None) = (at.next(), at.next()) {
             if let Ok(peer) = PeerIndex::try_from(i) {
+                if let Some(p) = self.peers.get_mut(i) {
+                    p.paths.heard_from(from, now);
+                }
                 self.initiate(peer);
             }
         }
@@ -686,10 +695,12 @@ impl Engine {
         }
     }
 
-    /// A WireGuard message from `peer` in `self.rx[..len]`.
-    fn on_wireguard(&mut self, peer: PeerIndex, len: usize, from: Option<IpAddr>) {
-        let Some(dp) = self.datapath.as_mut() else { return };
-        match dp.inbound(peer, from, &self.rx[..len], &mut self.tx) {
+    /// A WireGuard message from `peer` in `self.rx[..len]`; whether it authenticated.
+    fn on_wireguard(&mut self, peer: PeerIndex, len: usize, from: Option<IpAddr>) -> bool {
+        let Some(dp) = self.datapath.as_mut() else { return false };
+        let outcome = dp.inbound(peer, from, &self.rx[..len], &mut self.tx);
+        let authenticated = outcome.is_ok();
+        match outcome {
             Ok(Output::ToTun { len }) => {
                 if let Err(e) = self.tun.get_ref().write_packet(&self.tx[..len]) {
                     if e.kind() != std::io::ErrorKind::WouldBlock {
@@ -715,6 +726,7 @@ impl Engine {
         if let Some(p) = self.peers.get_mut(usize::from(peer)) {
             p.paths.last_active = Some(Instant::now());
         }
+        authenticated
     }
 
     /// Packets that waited for a handshake.

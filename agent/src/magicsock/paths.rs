@@ -40,6 +40,9 @@ pub struct PeerPaths {
     learned: Vec<SocketAddr>,
     last_ping: Vec<(SocketAddr, Instant)>,
     pub best: Option<Best>,
+    /// The candidate the peer last reached us from over UDP while no path was trusted: a copy
+    /// goes there until a pong proves a path (see [`PeerPaths::heard_from`]).
+    heard: Option<SocketAddr>,
     pub last_active: Option<Instant>,
     last_call_me_maybe: Option<Instant>,
 }
@@ -75,6 +78,17 @@ impl PeerPaths {
         self.from_control.contains(&addr) || self.learned.contains(&addr)
     }
 
+    /// The peer's WireGuard reached us from `addr` (a message that authenticated, or data on a
+    /// session our previous run held). Until disco proves a path, packets to the peer go there
+    /// as well as through DERP: right after either side restarts, the peer may not yet know our
+    /// new disco key (so no pong) nor be back on DERP, while this address plainly works. Only a
+    /// candidate counts, so a forged source cannot point our copies elsewhere.
+    pub fn heard_from(&mut self, addr: SocketAddr, now: Instant) {
+        if self.trusted(now).is_none() && self.knows(addr) {
+            self.heard = Some(addr);
+        }
+    }
+
     /// CallMeMaybe: ping every candidate now, whatever the interval says.
     pub fn reset_ping_timers(&mut self) {
         self.last_ping.clear();
@@ -89,8 +103,12 @@ impl PeerPaths {
         self.last_active = Some(now);
         match self.trusted(now) {
             Some(addr) => SendPlan { direct: Some(addr), derp: false },
-            // An untrusted best address still gets a copy: it may well work (tailscaled does so).
-            None => SendPlan { direct: self.best.map(|b| b.addr), derp: true },
+            // An untrusted address still gets a copy: it may well work (tailscaled does so for
+            // its best one). Where the peer was last heard from is fresher than a lapsed best.
+            None => {
+                let heard = self.heard.filter(|a| self.knows(*a));
+                SendPlan { direct: heard.or(self.best.map(|b| b.addr)), derp: true }
+            }
         }
     }
 
@@ -226,6 +244,29 @@ mod tests {
         assert!(!p.knows(addr("198.18.0.20:41642")), "another port is another address");
         p.set_control_endpoints(&[]);
         assert!(!p.knows(addr("198.18.0.20:41641")), "replaced by the next netmap");
+    }
+
+    #[test]
+    fn heard_from_a_candidate_gets_copies_until_a_path_is_trusted() {
+        let t0 = Instant::now();
+        let mut p = PeerPaths::default();
+        p.set_control_endpoints(&[addr("198.18.0.20:41641")]);
+        p.heard_from(addr("203.0.113.9:41641"), t0);
+        assert_eq!(p.plan(t0), SendPlan { direct: None, derp: true }, "not a candidate: ignored");
+        p.heard_from(addr("198.18.0.20:41641"), t0);
+        assert_eq!(p.plan(t0), SendPlan { direct: Some(addr("198.18.0.20:41641")), derp: true });
+        p.heard_from(addr("203.0.113.9:41641"), t0);
+        assert_eq!(p.plan(t0).direct, Some(addr("198.18.0.20:41641")), "a stranger does not displace it");
+        p.learn(addr("10.0.0.5:41641"));
+        p.on_pong(addr("10.0.0.5:41641"), t0, t0);
+        assert_eq!(p.plan(t0), SendPlan { direct: Some(addr("10.0.0.5:41641")), derp: false }, "a pong wins");
+        p.set_control_endpoints(&[]);
+        let later = t0 + TRUST_DIRECT;
+        assert_eq!(
+            p.plan(later),
+            SendPlan { direct: Some(addr("10.0.0.5:41641")), derp: true },
+            "no longer a candidate"
+        );
     }
 
     #[test]
