@@ -78,16 +78,17 @@ fn tls_error(e: &std::io::Error, now: i64) -> String {
 
 /// We are a TLS client without a client certificate, so we never load a private key: refusing
 /// them here keeps ring's key parsing and signing code (RSA, ECDSA, Ed25519) out of the binary
-/// (-55 KB on mipsel).
+/// (-55 KB on mipsel). The HTTPS page's server uses it too: its keys come ready made from
+/// `cert::served_key` (ECDSA only), never through the provider.
 #[derive(Debug)]
-struct NoPrivateKeys;
+pub(crate) struct NoPrivateKeys;
 
 impl rustls::crypto::KeyProvider for NoPrivateKeys {
     fn load_private_key(
         &self,
         _key: rustls::pki_types::PrivateKeyDer<'static>,
     ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
-        Err(rustls::Error::General("tinytail's TLS client uses no private keys".into()))
+        Err(rustls::Error::General("tinytail loads no private keys through rustls".into()))
     }
 }
 
