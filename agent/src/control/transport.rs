@@ -32,7 +32,7 @@ pub fn tls_config(board_ca_bundle: &str) -> Result<Arc<rustls::ClientConfig>, St
     };
     // Certificates are checked against the agent's clock (crate::clock), not rustls's own.
     let config = rustls::ClientConfig::builder_with_details(Arc::new(provider), Arc::new(clock::Clock))
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();

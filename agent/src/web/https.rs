@@ -148,7 +148,7 @@ fn server_config(agent: Agent) -> Result<Arc<ServerConfig>, String> {
     };
     // The agent's clock (crate::clock) for whatever rustls times on our side (ticket ages).
     let mut config = ServerConfig::builder_with_details(Arc::new(provider), Arc::new(crate::clock::Clock))
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| format!("TLS: {e}"))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Served { agent }));
@@ -302,7 +302,7 @@ mod tests {
     fn connector(sni: bool) -> TlsConnector {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Pinned(vec![der(CERT1), der(CERT2)])))
