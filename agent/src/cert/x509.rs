@@ -289,7 +289,7 @@ fn verify_chain(
     let time = UnixTime::since_unix_epoch(Duration::from_secs(now.max(0) as u64));
     end_entity
         .verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
+            crate::control::tls_crypto::SIGNATURE_ALGORITHMS.all,
             anchors,
             intermediates,
             time,

@@ -9,6 +9,7 @@
 pub mod http1;
 pub mod noise_io;
 pub mod session;
+pub mod tls_crypto;
 pub mod transport;
 
 use std::fmt;

@@ -23,19 +23,16 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub type BoxIo = Box<dyn Io>;
 
-/// The TLS client configuration: ring provider, trust from the CA bundle file.
+/// The TLS client configuration: our provider (`tls_crypto`), trust from the CA bundle file.
 pub fn tls_config(board_ca_bundle: &str) -> Result<Arc<rustls::ClientConfig>, String> {
     let roots = root_store(board_ca_bundle)?;
-    let provider = rustls::crypto::CryptoProvider {
-        key_provider: &NoPrivateKeys,
-        ..rustls::crypto::ring::default_provider()
-    };
     // Certificates are checked against the agent's clock (crate::clock), not rustls's own.
-    let config = rustls::ClientConfig::builder_with_details(Arc::new(provider), Arc::new(clock::Clock))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config =
+        rustls::ClientConfig::builder_with_details(super::tls_crypto::provider(), Arc::new(clock::Clock))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     Ok(Arc::new(config))
 }
 

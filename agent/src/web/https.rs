@@ -137,17 +137,14 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(listener)
 }
 
-/// The server side of rustls over the ring provider, with the certificate picked per handshake
+/// The server side of rustls over our provider (control::tls_crypto), with the certificate picked per handshake
 /// from the agent's book, and HTTP/1.1 as the only ALPN protocol.
 fn server_config(agent: Agent) -> Result<Arc<ServerConfig>, String> {
     // Keys reach rustls as signers already (the resolver's CertifiedKey), so the provider
-    // loads none: ring's generic loader (RSA, Ed25519 signing) stays out of the binary.
-    let provider = rustls::crypto::CryptoProvider {
-        key_provider: &crate::control::transport::NoPrivateKeys,
-        ..rustls::crypto::ring::default_provider()
-    };
+    // loads none (control::tls_crypto): ring's generic loader stays out of the binary.
+    let provider = crate::control::tls_crypto::provider();
     // The agent's clock (crate::clock) for whatever rustls times on our side (ticket ages).
-    let mut config = ServerConfig::builder_with_details(Arc::new(provider), Arc::new(crate::clock::Clock))
+    let mut config = ServerConfig::builder_with_details(provider, Arc::new(crate::clock::Clock))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| format!("TLS: {e}"))?
         .with_no_client_auth()
