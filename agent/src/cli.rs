@@ -782,7 +782,7 @@ fn call(
     let reader = BufReader::new(conn);
     for line in reader.lines() {
         let line = line.map_err(|e| Failure::Failed(format!("agent socket: {e}")))?;
-        match serde_json::from_str::<Reply>(&line) {
+        match serde_json::from_slice::<Reply>(line.as_bytes()) {
             Ok(Reply::AuthUrl(url)) => on_auth_url(&url),
             Ok(Reply::Progress(note)) => eprintln!("{note}"),
             Ok(reply) => return Ok(reply),

@@ -271,7 +271,9 @@ async fn handle_client(agent: Agent, web_state: &web::WebState, conn: UnixStream
     if reader.read_line(&mut line).await.is_err() {
         return;
     }
-    let request = match serde_json::from_str::<Request>(&line) {
+    // from_slice, as every JSON parse in the agent: from_str would instantiate a second
+    // deserializer (StrRead) for the same types.
+    let request = match serde_json::from_slice::<Request>(line.as_bytes()) {
         Ok(r) => r,
         Err(e) => {
             let _ = send(&mut write, &Reply::Error(format!("bad request: {e}"))).await;

@@ -396,7 +396,7 @@ impl Account {
 
     /// The stored account if it belongs to `directory` and its key loads.
     fn load(stored: &str, directory: &str) -> Option<Account> {
-        let stored: StoredAccount = serde_json::from_str(stored).ok()?;
+        let stored: StoredAccount = serde_json::from_slice(stored.as_bytes()).ok()?;
         if stored.directory != directory || stored.account.is_empty() {
             return None;
         }
@@ -717,7 +717,7 @@ pub async fn suggested_renewal(
     struct DirectoryOnly {
         directory: String,
     }
-    let stored: DirectoryOnly = serde_json::from_str(stored_account)
+    let stored: DirectoryOnly = serde_json::from_slice(stored_account.as_bytes())
         .map_err(|_| AcmeError::Ca("stored account: unreadable".into()))?;
     let dir: Directory = parse("directory", &get(&http, &stored.directory).await?.body)?;
     let Some(base) = dir.renewal_info else { return Ok(None) };
