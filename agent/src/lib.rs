@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod control;
 pub mod daemon;
+pub mod decimal;
 pub mod fuzzing;
 pub mod ipc;
 pub mod lock;

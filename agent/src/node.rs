@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::control::session::{Session, PING_TIMEOUT};
 use crate::control::{http1, noise_io, transport, ControlError, ServerUrl};
+use crate::decimal;
 use crate::ipc::{Reply, Request, UpArgs};
 use crate::log::log;
 use crate::netmap::NetMap;
@@ -78,7 +79,11 @@ async fn ping(agent: &Agent, target: &str, timeout: Duration) -> Reply {
         Ok(Some(pong)) => {
             let ms = pong.latency.as_secs_f64() * 1000.0;
             Reply::Ok {
-                message: format!("pong from {name} ({ip}) via {} in {ms:.0}ms", pong.via),
+                message: format!(
+                    "pong from {name} ({ip}) via {} in {}ms",
+                    pong.via,
+                    decimal::millis(pong.latency, 0)
+                ),
                 data: serde_json::json!({
                     "via": pong.via,
                     "direct": !pong.via.starts_with("DERP("),
@@ -137,7 +142,7 @@ async fn netcheck(agent: &Agent) -> Reply {
     let mut by_latency: Vec<_> = report.latency.iter().collect();
     by_latency.sort_by_key(|(_, (_, _, d))| *d);
     for (_, (code, name, latency)) in by_latency {
-        text.push_str(&format!("\t\t- {code}: {:.1}ms ({name})\n", latency.as_secs_f64() * 1000.0));
+        text.push_str(&format!("\t\t- {code}: {}ms ({name})\n", decimal::millis(*latency, 1)));
     }
     for region in &report.unanswered {
         text.push_str(&format!("\t\t- {region}: no answer\n"));

@@ -97,7 +97,7 @@ fn render_info(location: &str, info: &Info) -> String {
     let min = erase_counts.iter().copied().min().unwrap_or(0);
     let max = erase_counts.iter().copied().max().unwrap_or(0);
     let estimated = info.blocks.iter().filter(|b| !b.erase_count_known).count();
-    let percent = if info.capacity == 0 { 0.0 } else { info.live as f64 * 100.0 / info.capacity as f64 };
+    let percent = crate::decimal::ratio(info.live as u64 * 100, info.capacity as u64, 1);
     let _ = writeln!(out, "store         {location}");
     let _ = writeln!(out, "format        version {}", store::format::FORMAT_VERSION);
     let _ = writeln!(
@@ -108,11 +108,8 @@ fn render_info(location: &str, info: &Info) -> String {
         g.total_size(),
         g.write_size
     );
-    let _ = writeln!(
-        out,
-        "capacity      {} bytes for records, {} used ({percent:.1}%)",
-        info.capacity, info.live
-    );
+    let _ =
+        writeln!(out, "capacity      {} bytes for records, {} used ({percent}%)", info.capacity, info.live);
     let _ = writeln!(
         out,
         "blocks        {} used, {} free, {} to erase",

@@ -8,6 +8,7 @@ use std::path::Path;
 
 /// Bottom to top.
 const LAYERS: &[&str] = &[
+    "decimal",
     "clock",
     "random",
     "ipc",

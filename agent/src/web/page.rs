@@ -609,13 +609,12 @@ fn bytes(n: usize) -> String {
     if n < 1024 {
         return format!("{n} B");
     }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
+    let (mut divisor, mut unit) = (1024u64, 0);
+    while n as u64 >= divisor * 1024 && unit + 1 < UNITS.len() {
+        divisor *= 1024;
         unit += 1;
     }
-    format!("{value:.1} {}", UNITS[unit])
+    format!("{} {}", crate::decimal::ratio(n as u64, divisor, 1), UNITS[unit])
 }
 
 fn ago(d: Duration) -> String {
@@ -627,7 +626,7 @@ fn ago(d: Duration) -> String {
 }
 
 fn millis(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    format!("{} ms", crate::decimal::millis(d, 1))
 }
 
 /// Endpoints, DERP links and latencies, drop counters: the engine's status, or "stopped".
