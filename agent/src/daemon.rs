@@ -88,9 +88,9 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
         plain_http_derp: std::env::var(magicsock::derp::PLAIN_HTTP_SWITCH).is_ok_and(|v| v == "1"),
     };
     let (stop_tx, stop_rx) = oneshot::channel();
-    tokio::spawn(supervise_datapath(agent.clone(), engine_opts, disco, stop_rx));
-    tokio::spawn(crate::certify::renewal_task(agent.clone()));
-    tokio::spawn(watch_clock(agent.clone()));
+    crate::task::spawn(supervise_datapath(agent.clone(), engine_opts, disco, stop_rx));
+    crate::task::spawn(crate::certify::renewal_task(agent.clone()));
+    crate::task::spawn(watch_clock(agent.clone()));
     if start_control {
         start_control_loop(&agent, None);
     }
@@ -101,7 +101,7 @@ async fn serve(board: &Board, opts: RunOptions) -> Result<(), String> {
             accepted = listener.accept() => {
                 let (conn, _) = accepted.map_err(|e| format!("socket: {e}"))?;
                 let (agent, web_state) = (agent.clone(), Arc::clone(&web_state));
-                tokio::spawn(async move { handle_client(agent, &web_state, conn).await });
+                crate::task::spawn(async move { handle_client(agent, &web_state, conn).await });
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -178,9 +178,9 @@ async fn supervise_datapath(
                             s.engine = Some(Arc::clone(&handle.status));
                             s.engine_commands = Some(handle.commands.clone());
                         }
-                        tokio::spawn(forward_endpoints(agent.clone(), handle.endpoints.clone()));
-                        tokio::spawn(follow_netcheck(agent.clone(), handle.netcheck.clone()));
-                        tokio::spawn(follow_link(agent.clone(), handle.link_changes.clone()));
+                        crate::task::spawn(forward_endpoints(agent.clone(), handle.endpoints.clone()));
+                        crate::task::spawn(follow_netcheck(agent.clone(), handle.netcheck.clone()));
+                        crate::task::spawn(follow_link(agent.clone(), handle.link_changes.clone()));
                         running = Some((handle, configs));
                     }
                     Err(e) => log(&format!("datapath: {e}")),

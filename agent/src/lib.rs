@@ -22,6 +22,7 @@ pub mod state;
 pub mod status;
 pub mod store_cmd;
 pub mod tailcfg;
+pub mod task;
 pub mod tka;
 pub mod web;
 pub mod wgconfig;

@@ -379,7 +379,7 @@ async fn logout(agent: &Agent) -> Reply {
 }
 
 pub(crate) fn start_control_loop(agent: &Agent, session: Option<Session>) {
-    let task = tokio::spawn(control_loop(agent.clone(), session));
+    let task = crate::task::spawn(control_loop(agent.clone(), session));
     if let Some(old) = agent.lock().control_task.replace(task) {
         old.abort();
     }
@@ -616,7 +616,7 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
                     hostinfo(&s.state.prefs, &s.version, s.preferred_derp)
                 };
                 let (session, endpoints, head) = (session.clone(), endpoints.clone(), agent.lock().tka.head_text());
-                tokio::spawn(async move {
+                crate::task::spawn(async move {
                     let req = map_request(node_public, disco, &hostinfo, &endpoints, false, head);
                     if let Err(e) = session.lite_update(&req).await {
                         log(&format!("control: endpoints update: {e}"));
@@ -645,7 +645,7 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
         if let Some(ping) = resp.ping_request.clone() {
             if ping.url != last_ping_url {
                 last_ping_url = ping.url.clone();
-                tokio::spawn(answer_ping(agent.clone(), session.clone(), ping));
+                crate::task::spawn(answer_ping(agent.clone(), session.clone(), ping));
             }
         }
         if resp.keep_alive {
@@ -663,7 +663,7 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
             lite_sent = true;
             let (session, hostinfo, endpoints) = (session.clone(), hostinfo_now.clone(), endpoints.clone());
             let head = agent.lock().tka.head_text();
-            tokio::spawn(async move {
+            crate::task::spawn(async move {
                 let req = map_request(node_public, disco, &hostinfo, &endpoints, false, head);
                 if let Err(e) = session.lite_update(&req).await {
                     log(&format!("control: hostinfo update: {e}"));
@@ -710,7 +710,7 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
         if head_after != head_before {
             // Tell control our new head, as tailscaled does after a sync.
             let (session, hostinfo, endpoints) = (session.clone(), hostinfo_now.clone(), endpoints.clone());
-            tokio::spawn(async move {
+            crate::task::spawn(async move {
                 let req = map_request(node_public, disco, &hostinfo, &endpoints, false, head_after);
                 if let Err(e) = session.lite_update(&req).await {
                     log(&format!("control: tka head update: {e}"));
@@ -720,7 +720,7 @@ async fn map_loop(agent: &Agent, session: &Session, failures: &mut u32) -> Resul
         if let Some(hostinfo) = derp_update {
             let (session, endpoints, head) =
                 (session.clone(), endpoints.clone(), agent.lock().tka.head_text());
-            tokio::spawn(async move {
+            crate::task::spawn(async move {
                 let req = map_request(node_public, disco, &hostinfo, &endpoints, false, head);
                 if let Err(e) = session.lite_update(&req).await {
                     log(&format!("control: hostinfo update: {e}"));

@@ -9,6 +9,7 @@ use std::path::Path;
 /// Bottom to top.
 const LAYERS: &[&str] = &[
     "decimal",
+    "task",
     "clock",
     "random",
     "ipc",

@@ -103,8 +103,8 @@ pub async fn connect(
     let (pipe_read, pipe_write) = tokio::io::split(pipe);
     let Buffered { io, pending } = reader;
     let (net_read, net_write) = tokio::io::split(io);
-    tokio::spawn(pump_in(Buffered { io: net_read, pending }, transport.recv, pipe_write));
-    tokio::spawn(pump_out(pipe_read, transport.send, net_write));
+    crate::task::spawn(pump_in(Buffered { io: net_read, pending }, transport.recv, pipe_write));
+    crate::task::spawn(pump_out(pipe_read, transport.send, net_write));
 
     let mut app = app;
     let mut peek = [0u8; EARLY_PAYLOAD_PEEK];

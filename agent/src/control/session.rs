@@ -48,7 +48,7 @@ impl Session {
         let (send, connection) = h2::client::handshake(channel.stream)
             .await
             .map_err(|e| ControlError::Protocol(format!("HTTP/2 over Noise: {e}")))?;
-        tokio::spawn(async move {
+        crate::task::spawn(async move {
             let _ = connection.await;
         });
         Ok(Session { send, authority: url.authority() })

@@ -71,7 +71,7 @@ pub struct Identity {
 pub fn connect(region: DerpRegion, home: bool, id: Identity, events: mpsc::Sender<DerpEvent>) -> DerpLink {
     let (frames, rx) = mpsc::channel(SEND_QUEUE);
     let region_id = region.region_id;
-    let task = tokio::spawn(keep_connected(region, home, id, events, rx));
+    let task = crate::task::spawn(keep_connected(region, home, id, events, rx));
     DerpLink { region: region_id, frames, task }
 }
 

@@ -219,7 +219,7 @@ pub fn start(opts: Options, configs: watch::Receiver<Option<Arc<Config>>>) -> Re
         status: Arc::clone(&status),
         status_written: None,
     };
-    tokio::spawn(engine.run(command_rx, derp_rx, configs));
+    crate::task::spawn(engine.run(command_rx, derp_rx, configs));
     Ok(Handle { commands, status, endpoints, netcheck, link_changes })
 }
 

@@ -75,7 +75,7 @@ fn watch(
     port: u16,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let acceptor = TlsAcceptor::from(server_config(web.node.clone())?);
-    Ok(tokio::spawn(async move {
+    Ok(crate::task::spawn(async move {
         let mut changed = web.node.changed.subscribe();
         // The listener's address and its accept task (aborted when dropped).
         let mut serving: Option<(SocketAddr, AbortOnDrop)> = None;
@@ -92,7 +92,7 @@ fn watch(
                         Ok(listener) => {
                             log(&format!("web: page also at https://{addr}/ (tailnet)"));
                             refused = None;
-                            let task = tokio::spawn(serve(
+                            let task = crate::task::spawn(serve(
                                 web.clone(),
                                 Arc::clone(&config),
                                 listener,
@@ -181,7 +181,7 @@ async fn serve(
             }
         };
         let (web, config, acceptor) = (web.clone(), Arc::clone(&config), acceptor.clone());
-        tokio::spawn(async move {
+        crate::task::spawn(async move {
             if let Ok(Ok(tls)) = tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
                 serve_connection(&web, &config, tls, peer, via).await;
             }
@@ -344,7 +344,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let acceptor = TlsAcceptor::from(server_config(agent).unwrap());
         let slots = Arc::new(Semaphore::new(super::super::MAX_CONNECTIONS));
-        let task = tokio::spawn(serve(web.clone(), config, listener, acceptor, slots, TEST_HANDSHAKE));
+        let task = crate::task::spawn(serve(web.clone(), config, listener, acceptor, slots, TEST_HANDSHAKE));
         (web, addr, task)
     }
 

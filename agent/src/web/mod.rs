@@ -176,7 +176,7 @@ pub(crate) fn start(agent: &Agent, state: Arc<WebState>, config: WebConfig) -> R
     let config = Arc::new(config);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     https::start(web.clone(), Arc::clone(&config), Arc::clone(&slots));
-    tokio::spawn(async move {
+    crate::task::spawn(async move {
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else { return };
             let (stream, peer) = match listener.accept().await {
@@ -188,7 +188,7 @@ pub(crate) fn start(agent: &Agent, state: Arc<WebState>, config: WebConfig) -> R
                 }
             };
             let (web, config) = (web.clone(), Arc::clone(&config));
-            tokio::spawn(async move {
+            crate::task::spawn(async move {
                 serve_connection(&web, &config, stream, peer, Via::Lan).await;
                 drop(permit);
             });
@@ -554,9 +554,13 @@ fn clear_cookie(name: &str) -> String {
 async fn change(web: &Web, request: ipc::Request) -> Result<String, String> {
     let (urls, mut url_rx) = tokio::sync::mpsc::unbounded_channel();
     let task_agent = web.node.clone();
-    let mut task = tokio::spawn(async move { handle_request(&task_agent, request, Some(urls)).await });
+    // The reply comes back on a channel, so the task is spawned like every other (task::spawn).
+    let (done, reply) = tokio::sync::oneshot::channel();
+    crate::task::spawn(async move {
+        let _ = done.send(handle_request(&task_agent, request, Some(urls)).await);
+    });
     tokio::select! {
-        reply = &mut task => match reply {
+        reply = reply => match reply {
             Ok(Reply::Ok { message, .. }) => Ok(message),
             Ok(Reply::Error(e)) => Err(e),
             Ok(Reply::AuthUrl(_) | Reply::Progress(_)) | Err(_) => Err("the web ended the request early".into()),
