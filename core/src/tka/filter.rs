@@ -3,7 +3,9 @@
 
 use heapless::Vec;
 
-use super::sig::{node_key_authorized, RotationDetails, SigKind};
+#[cfg(doc)]
+use super::sig::RotationDetails;
+use super::sig::{node_key_authorized, SigKind};
 use super::State;
 use crate::key::NodePublic;
 
@@ -56,6 +58,17 @@ pub struct FilterResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooManyPeers;
 
+/// What the rotation rules need of one peer's signature chain: the wrapping key of its root
+/// when that root is a Direct signature (`Some(None)`: Direct without a 32-byte key, which the
+/// reference's string key groups together too), and how many keys it rotated away from.
+/// Keeping this instead of each peer's [`RotationDetails`] (16 keys each) takes the call's
+/// stack from ~600 KB to ~40 KB at [`MAX_PEERS`]: routers run this on a task's stack.
+#[derive(Clone, Copy, Default)]
+struct Chain {
+    direct_root: Option<Option<[u8; 32]>>,
+    depth: u8,
+}
+
 /// Judges every peer and ourselves against `state`.
 pub fn filter_peers(
     state: &State,
@@ -66,11 +79,21 @@ pub fn filter_peers(
     if peers.len() > MAX_PEERS {
         return Err(TooManyPeers);
     }
+    // Peer indices sorted by node key: a chain's previous keys find their peers by binary search.
+    let mut order = [0u16; MAX_PEERS];
+    let order = &mut order[..peers.len()];
+    for (i, slot) in order.iter_mut().enumerate() {
+        // MAX_PEERS fits in u16.
+        *slot = i as u16;
+    }
+    order.sort_unstable_by_key(|&i| peers[usize::from(i)].node_key);
+    let key_of = |i: u16| &peers[usize::from(i)].node_key;
+
     let mut verdicts: Vec<PeerVerdict, MAX_PEERS> = Vec::new();
-    // Rotation details of each peer that has them (only kept for Direct-rooted chains, plus the
-    // previous keys of every chain), indexed like `peers`.
-    let mut rotations: Vec<Option<RotationDetails>, MAX_PEERS> = Vec::new();
-    for peer in peers {
+    let mut chains = [Chain::default(); MAX_PEERS];
+    // Rule 1 of `mark_obsolete`: the peer's key is a previous key of some chain.
+    let mut rotated_away = [false; MAX_PEERS];
+    for (i, peer) in peers.iter().enumerate() {
         let (verdict, details) = if peer.unsigned_peer_api_only {
             (PeerVerdict::Exempt, None)
         } else if peer.key_signature.is_empty() {
@@ -83,15 +106,27 @@ pub fn filter_peers(
         };
         // Capacity equals MAX_PEERS, checked above.
         let _ = verdicts.push(verdict);
-        let _ = rotations.push(details);
+        let Some(details) = details else { continue };
+        for prev in &details.prev_node_keys {
+            let first = order.partition_point(|&j| key_of(j) < prev);
+            for &j in order[first..].iter().take_while(|&&j| key_of(j) == prev) {
+                rotated_away[usize::from(j)] = true;
+            }
+        }
+        chains[i] = Chain {
+            direct_root: (details.initial_kind == SigKind::Direct).then_some(details.initial_wrapping_pubkey),
+            // At most MAX_PREV_NODE_KEYS + 1.
+            depth: details.prev_node_keys.len() as u8,
+        };
     }
-    mark_obsolete(peers, &rotations, &mut verdicts);
+    let n = peers.len();
+    mark_obsolete(&chains[..n], &rotated_away[..n], &mut verdicts);
     let self_locked_out = node_key_authorized(state, self_key, self_signature).is_err();
     Ok(FilterResult { verdicts, self_locked_out })
 }
 
 /// The rotation tracker's rules:
-/// 1. every key a rotation chain names as previous is obsolete;
+/// 1. every key a rotation chain names as previous is obsolete (`rotated_away`);
 /// 2. among the remaining peers whose chains start at the same Direct signature's wrapping
 ///    key, the one with the most previous keys wins and the rest are obsolete; if the top two
 ///    tie, all of them are obsolete. Credential-rooted chains are exempt from rule 2 (one
@@ -100,28 +135,21 @@ pub fn filter_peers(
 /// The reference walks its groups in Go map order and lets rule 2's marks of one group affect
 /// the next; we walk groups in netmap order. The outcomes differ only when one group's losers
 /// are members of another group, which takes two roots sharing node keys.
-fn mark_obsolete(peers: &[Peer<'_>], rotations: &[Option<RotationDetails>], verdicts: &mut [PeerVerdict]) {
-    let is_prev_key = |key: &NodePublic| rotations.iter().flatten().any(|d| d.prev_node_keys.contains(key));
+fn mark_obsolete(chains: &[Chain], rotated_away: &[bool], verdicts: &mut [PeerVerdict]) {
     let mut obsolete = [false; MAX_PEERS];
-    // Rule 1 applies to any peer, signed by rotation or not.
-    for (i, peer) in peers.iter().enumerate() {
-        if is_prev_key(&peer.node_key) {
-            obsolete[i] = true;
-        }
-    }
-    let root_of = |i: usize| {
-        rotations[i].as_ref().filter(|d| d.initial_kind == SigKind::Direct).map(|d| d.initial_wrapping_pubkey)
-    };
-    for leader in 0..peers.len() {
+    let obsolete = &mut obsolete[..chains.len()];
+    obsolete.copy_from_slice(rotated_away);
+    let root_of = |i: usize| chains[i].direct_root;
+    for leader in 0..chains.len() {
         let Some(root) = root_of(leader) else { continue };
         // Handle each group once, at its first member.
         if (0..leader).any(|j| root_of(j) == Some(root)) {
             continue;
         }
-        let members = || (leader..peers.len()).filter(move |&j| root_of(j) == Some(root));
-        let live = |j: &usize| !is_prev_key(&peers[*j].node_key);
-        let depth = |j: usize| rotations[j].as_ref().map_or(0, |d| d.prev_node_keys.len());
-        let mut best: Option<(usize, usize)> = None; // (depth, index of first member with it)
+        let members = || (leader..chains.len()).filter(move |&j| root_of(j) == Some(root));
+        let live = |j: &usize| !rotated_away[*j];
+        let depth = |j: usize| chains[j].depth;
+        let mut best: Option<(u8, usize)> = None; // (depth, index of first member with it)
         let mut tie = false;
         for j in members().filter(live) {
             match best {
@@ -226,5 +254,23 @@ mod tests {
         let peers = [peer(n3, &r3), peer(n4, &r4)];
         let r = filter_peers(&state(), &n3, &r3, &peers).unwrap();
         assert_eq!(&r.verdicts[..], &[PeerVerdict::Authorized, PeerVerdict::ObsoleteByRotation]);
+    }
+
+    #[test]
+    fn a_full_netmap_fits_a_small_stack() {
+        // The old per-peer RotationDetails took ~600 KB of stack; 256 KB (debug build) must do.
+        let handle = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                // The frame is sized for MAX_PEERS whatever the count, so a few peers show it.
+                let (n1, n2) = (NodePublic([21; 32]), NodePublic([22; 32]));
+                let r2 = rotate(&direct(&n1), &n2);
+                let peers = [peer(n2, &r2); 4];
+                let r = filter_peers(&state(), &NodePublic([9; 32]), &[], &peers).unwrap();
+                // Equal chains from one Direct root: a tie, so all are obsolete.
+                r.verdicts.iter().all(|v| *v == PeerVerdict::ObsoleteByRotation)
+            })
+            .unwrap();
+        assert!(handle.join().unwrap());
     }
 }
