@@ -103,11 +103,22 @@ ROUTERS="${HA_ROUTERS:-tinytail}" bound="${HA_BOUND_MS:-15000}"
     rig_ts client status --json | jq -r '.Peer[] | select(.Online == true and ((.PrimaryRoutes // []) | index("192.0.2.0/24"))) | .HostName'
   }
   has_primary() { [[ -n "$(primary)" ]]; }
+  # diag: what each router and the client say about their paths, for a failure message.
+  diag() {
+    local name
+    if [[ "$ROUTERS" == tinytail ]]; then
+      for name in ha1 ha2; do
+        printf '%s: %s; ' "$name" "$(rig_exec "${host[$name]}" "$TT" --socket "$RIG_DIR/$name/sock" status --json 2>&1 |
+          jq -c '{Connected: .Control.Connected, DERP: .Datapath.DERPConnected, Drops: .Datapath.Drops}' 2>&1 | head -c 600)"
+      done
+    fi
+    printf 'client: %s' "$(rig_ts client status 2>&1 | grep -E ' ha[12] ' | tr -s ' ' | tr '\n' ';')"
+  }
   rig_wait_for 30 "a primary router" has_primary || rig_fail "no primary: $(rig_ts client status 2>&1 | tail -n 4)"
   first="$(primary)"
   rig_bg cli pingstream ping -D -n -i 0.1 -W 1 192.0.2.10
   ping_log="$RIG_DIR/pingstream.log"
-  rig_wait_for 10 "ping stream answered" grep -q "bytes from" "$ping_log" || rig_fail "no replies through $first"
+  rig_wait_for 10 "ping stream answered" grep -q "bytes from" "$ping_log" || rig_fail "no replies through $first ($(diag))"
   replies_since() { bench_first_reply "$ping_log" "$1" >/dev/null; }
   primary_is() { [[ "$(primary)" == "$1" ]]; }
   # failover SINCE TO WHAT: after WHAT (at bench_now SINCE), TO becomes the client's primary and
@@ -119,12 +130,12 @@ ROUTERS="${HA_ROUTERS:-tinytail}" bound="${HA_BOUND_MS:-15000}"
     rig_wait_for 20 "$to primary" primary_is "$to" || rig_fail "$to not primary 20 s after $what"
     switched="$(bench_now)"
     rig_wait_for 10 "replies through $to" replies_since "$switched" ||
-      rig_fail "no replies 10 s after $to became primary ($what)"
+      rig_fail "no replies 10 s after $to became primary ($what; $(diag))"
     answered="$(bench_first_reply "$ping_log" "$switched")"
     sleep 2
     gap="$(bench_ping_gap "$ping_log" "$since" "$(bench_now)")"
     parts="$(echo "($switched - $since) * 1000 / 1" | bc) ms to the switch, $(echo "($answered - $switched) * 1000 / 1" | bc) ms from it to a reply"
-    ((bound == 0 || gap <= bound)) || rig_fail "the gap after $what was $gap ms (bound $bound ms; $parts)"
+    ((bound == 0 || gap <= bound)) || rig_fail "the gap after $what was $gap ms (bound $bound ms; $parts; $(diag))"
     primary_is "$to" || rig_fail "primary 2 s after $what: '$(primary)'"
   }
   second=ha1; [[ "$first" == ha1 ]] && second=ha2
